@@ -1,0 +1,51 @@
+"""Typed configuration of an episode. Defaults live here and nowhere else."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RewardMode = Literal["best", "previous", "base"]
+BackendName = Literal["auto", "bwrap", "docker", "local"]
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-command limits applied inside the workspace."""
+
+    command_timeout_s: float = 120.0
+    output_cap_bytes: int = 256_000
+    max_processes: int = 256
+    memory_bytes: int = 8 << 30
+    file_size_bytes: int = 1 << 30
+    open_files: int = 1024
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    """How an episode runs: budgets, limits, reward shaping and where it is recorded."""
+
+    iteration_budget: int = 10
+    max_steps: int = 300
+    max_wall_clock_s: float | None = None
+    reward_mode: RewardMode = "best"
+    backend: BackendName = "auto"
+    observation_chars: int = 16_000
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    docker_image: str = "python:3.11-slim"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for the run directory's config.json."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EpisodeConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error so typos do not pass silently."""
+        data = dict(data)
+        limits = SandboxLimits(**data.pop("limits", {}))
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown episode option(s): {', '.join(sorted(unknown))}")
+        return cls(limits=limits, **data)

@@ -1,0 +1,52 @@
+"""Task families and env ids as data: ``register(id, entry_point, kwargs)`` like Gymnasium's own."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import gymnasium as gym
+
+from curbench_env.task import CurationTask
+
+#: Task family name → "module:Class". Tasks build lazily, so importing this is cheap.
+TASKS: dict[str, str] = {
+    "minivqa": "curbench_env.envs.minivqa.task:MiniVQATask",
+}
+
+#: Env id → (task family, task kwargs, one-line description).
+ENV_IDS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "Curation-MiniVQA-v0": (
+        "minivqa", {},
+        "CPU default world: select 1,000 of a 20,000-example synthetic LLaVA-style pool; tiny LLaVA + LoRA; 8 benchmarks",
+    ),
+}
+
+_TASK_CACHE: dict[str, CurationTask] = {}
+
+
+def load_task(task: str | CurationTask, **kwargs: Any) -> CurationTask:
+    """A task instance from a family name, a "module:Class" path or an instance (returned as is)."""
+    if isinstance(task, CurationTask):
+        return task
+    target = TASKS.get(task, task)
+    if ":" not in target:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(sorted(TASKS))} (or pass 'module:Class')")
+    key = f"{target}|{sorted(kwargs.items())!r}"
+    if key not in _TASK_CACHE:
+        module, _, cls = target.partition(":")
+        _TASK_CACHE[key] = getattr(importlib.import_module(module), cls)(**kwargs)
+    return _TASK_CACHE[key]
+
+
+def register_envs() -> None:
+    """Register every id in :data:`ENV_IDS` with Gymnasium (idempotent)."""
+    for env_id, (family, task_kwargs, _) in ENV_IDS.items():
+        if env_id in gym.registry:
+            continue
+        gym.register(
+            id=env_id,
+            entry_point="curbench_env.env:CurationEnv",
+            kwargs={"task": family, "task_kwargs": dict(task_kwargs), "env_id": env_id},
+            disable_env_checker=False,
+        )

@@ -1,0 +1,78 @@
+"""The task contract: what a task family gives the env (pool, README, rules, audit, pipeline)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from curbench_env.audit import AuditReport, LeakageAudit, LeakageIndex
+from curbench_env.pipeline import Pipeline
+from curbench_env.submission import PoolIndex, Selection, SubmissionRules
+
+
+class CurationTask(abc.ABC):
+    """A curation task: a candidate pool, submission rules, an audit index and a fixed pipeline.
+
+    Subclasses build their data lazily in :meth:`prepare`, which raises
+    :class:`~curbench_env.errors.TaskUnavailable` naming anything missing (GPU, weights, data).
+    """
+
+    #: Short name used in ids, run directories and caches.
+    name: str = "task"
+    #: One line shown in listings.
+    title: str = ""
+
+    @abc.abstractmethod
+    def prepare(self) -> None:
+        """Build or load the pool, the evaluation sets and the base model (cached on disk)."""
+
+    @property
+    @abc.abstractmethod
+    def pool_dir(self) -> Path:
+        """Directory mounted read-only at /pool: everything the agent may inspect."""
+
+    @property
+    @abc.abstractmethod
+    def rules(self) -> SubmissionRules:
+        """What a submission may contain."""
+
+    @property
+    @abc.abstractmethod
+    def pool(self) -> PoolIndex:
+        """Ids (and records) of the pool, for validation."""
+
+    @property
+    @abc.abstractmethod
+    def leakage_index(self) -> LeakageIndex:
+        """Hashes of the evaluation sets."""
+
+    @property
+    @abc.abstractmethod
+    def pipeline(self) -> Pipeline:
+        """The fixed train-and-evaluate pipeline."""
+
+    @abc.abstractmethod
+    def readme(self) -> str:
+        """The task README the agent reads (Markdown)."""
+
+    def workspace_files(self) -> dict[str, str]:
+        """Files (relative path → text) placed in a fresh workspace. README.md by default."""
+        return {"README.md": self.readme()}
+
+    def tools_dir(self) -> Path | None:
+        """A directory of executables added to the workspace PATH, or None."""
+        return None
+
+    def audit_items(self, selection: Selection) -> Iterable[tuple[str, str | None, Iterable[str]]]:
+        """(id, image content hash, texts) of each selected example, for the leakage audit."""
+        return ((i, None, ()) for i in selection.ids)
+
+    def audit(self, selection: Selection) -> AuditReport:
+        """Check a selection against the evaluation sets."""
+        return LeakageAudit(self.leakage_index).check(self.audit_items(selection))
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data about the task for the run directory's config."""
+        return {"name": self.name, "title": self.title, "budget": self.rules.budget}

@@ -1,0 +1,161 @@
+"""The run directory of an episode: config, steps.jsonl, iterations/NN/, git history of the workspace.
+
+Layout::
+
+    RUN_DIR/
+      config.json          env id, task, episode config, seed, agent
+      steps.jsonl          one line per step, flushed and fsync'ed as it happens
+      workspace/           the agent's workspace (what /workspace shows)
+      workspace.git/       git history of the workspace: one commit per scored iteration
+      iterations/NN/       manifest.json, selection.txt, policy/, audit.json, train.log, eval.log, scores.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Workspace files copied into an iteration's policy snapshot (the agent's scripts and notes).
+POLICY_SUFFIXES = (".py", ".sh", ".md", ".txt", ".json", ".yaml", ".yml", ".toml", ".cfg", ".ipynb")
+POLICY_MAX_BYTES = 256_000
+
+
+@dataclass
+class IterationRecord:
+    """One scored (or refused) submission as written under iterations/NN/."""
+
+    index: int
+    path: Path
+
+
+class RunDirectory:
+    """Reads and writes one episode's run directory (see the module docstring)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.workspace = self.root / "workspace"
+        self.git_dir = self.root / "workspace.git"
+        self.steps_path = self.root / "steps.jsonl"
+        self._steps_fh: Any = None
+
+    # -- creation -----------------------------------------------------------------------
+    def create(self, config: dict[str, Any]) -> None:
+        """Create the directory and write config.json (refuses to overwrite a run)."""
+        if self.steps_path.exists():
+            raise FileExistsError(f"{self.root} already holds a run; use `curbench resume {self.root}`")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.workspace.mkdir(exist_ok=True)
+        (self.root / "iterations").mkdir(exist_ok=True)
+        self.write_json("config.json", config)
+        self._git("init", "-q")
+        self._git("config", "user.name", "curbench")
+        self._git("config", "user.email", "curbench@localhost")
+
+    def write_json(self, rel: str, data: Any) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads((self.root / "config.json").read_text())
+
+    # -- steps --------------------------------------------------------------------------
+    def append_step(self, record: dict[str, Any]) -> None:
+        """Append one step and make it durable: a kill -9 right after leaves it readable."""
+        if self._steps_fh is None:
+            self._steps_fh = open(self.steps_path, "a", encoding="utf-8")
+        self._steps_fh.write(json.dumps(record, default=str) + "\n")
+        self._steps_fh.flush()
+        os.fsync(self._steps_fh.fileno())
+
+    def steps(self) -> list[dict[str, Any]]:
+        """All recorded steps; a torn last line (a crash mid-write) is skipped."""
+        if not self.steps_path.exists():
+            return []
+        out = []
+        for line in self.steps_path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def close(self) -> None:
+        if self._steps_fh is not None:
+            self._steps_fh.close()
+            self._steps_fh = None
+
+    # -- iterations ---------------------------------------------------------------------
+    def iteration_dir(self, index: int) -> Path:
+        path = self.root / "iterations" / f"{index:02d}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def snapshot_policy(self, index: int) -> list[str]:
+        """Copy the agent's scripts and notes (small text files) into iterations/NN/policy/."""
+        dest = self.iteration_dir(index) / "policy"
+        copied = []
+        for src in sorted(self.workspace.rglob("*")):
+            rel = src.relative_to(self.workspace)
+            if rel.parts and rel.parts[0].startswith("."):
+                continue
+            if (src.is_file() and not src.is_symlink() and src.suffix in POLICY_SUFFIXES
+                    and src.stat().st_size <= POLICY_MAX_BYTES):
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, target)
+                copied.append(str(rel))
+        return copied
+
+    def commit(self, message: str) -> str | None:
+        """Commit the workspace's small text files to workspace.git; return the commit hash."""
+        files = [str(p.relative_to(self.workspace)) for p in self.workspace.rglob("*")
+                 if p.is_file() and not p.is_symlink() and p.stat().st_size <= POLICY_MAX_BYTES
+                 and not any(part.startswith(".") for part in p.relative_to(self.workspace).parts)]
+        if files:
+            for start in range(0, len(files), 500):
+                self._git("add", "-f", "--", *files[start:start + 500])
+        ok = self._git("commit", "-q", "--allow-empty", "-m", message)
+        if not ok:
+            return None
+        out = subprocess.run(self._git_argv("rev-parse", "HEAD"), capture_output=True, text=True)
+        return out.stdout.strip() or None
+
+    def iterations(self) -> list[dict[str, Any]]:
+        """Manifests of every iteration (scored or refused), in order."""
+        out = []
+        for d in sorted((self.root / "iterations").glob("[0-9]*")):
+            m = d / "manifest.json"
+            if m.exists():
+                out.append(json.loads(m.read_text()))
+        return out
+
+    # -- git ----------------------------------------------------------------------------
+    def _git_argv(self, *args: str) -> list[str]:
+        return ["git", "-c", "safe.directory=*", f"--git-dir={self.git_dir}", f"--work-tree={self.workspace}", *args]
+
+    def _git(self, *args: str) -> bool:
+        if shutil.which("git") is None:
+            return False
+        proc = subprocess.run(self._git_argv(*args), capture_output=True, text=True,
+                              env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+        return proc.returncode == 0
+
+
+def default_run_dir(env_id: str, seed: int | None, root: Path | None = None) -> Path:
+    """``runs/<env>-<UTC time>-s<seed>`` under ``root`` ($CURBENCH_RUNS or ./runs)."""
+    root = Path(root or os.environ.get("CURBENCH_RUNS", "runs"))
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    base = root / f"{env_id}-{stamp}-s{seed if seed is not None else 'x'}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = Path(f"{base}-{n}")
+    return path

@@ -1,0 +1,178 @@
+"""The ``bwrap`` backend: bubblewrap namespaces, no daemon. The default on Linux.
+
+The sandbox sees only a whitelist: /usr and /etc read-only, the Python environment
+read-only, the pool read-only at /pool, the workspace read-write at /workspace, a private
+/tmp, no network, its own pid namespace. When the harness runs as root, bwrap does the
+mounts and ``setpriv`` then drops to uid 65534 before bash starts, so visible root-owned
+files stay unreadable; the launcher starts with a minimal environment, so nothing of the
+harness's (API keys included) is visible through /proc.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from curbench_env.errors import WorkspaceError
+from curbench_env.workspace.base import SANDBOX_BIN, SANDBOX_POOL, SANDBOX_UID, SANDBOX_WORKSPACE, Mount
+from curbench_env.workspace.shell import PersistentShell, descendants, kill_all, process_table
+from curbench_env.workspace.shell_backend import ShellWorkspace, rlimit_setter
+
+_PACKAGES = ("curbench_env", "curbench_env.envs", "curbench_env.wrappers", "curbench_env.agents",
+             "curbench_env.scaffolds", "curbench_env.configs")
+
+
+def python_mounts() -> list[Mount]:
+    """Read-only mounts that make this Python (and curbench itself) usable inside the sandbox."""
+    paths: set[Path] = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    for name in _PACKAGES:
+        spec = importlib.util.find_spec(name)
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            paths.add(Path(loc).resolve())
+    keep: list[Path] = []
+    for p in sorted(paths, key=lambda x: len(x.parts)):
+        if str(p).startswith(("/usr/", "/etc/")) or p == Path("/usr"):
+            continue
+        if any(parent == k for k in keep for parent in p.parents):
+            continue
+        keep.append(p)
+    return [Mount(host=p, target=str(p)) for p in keep]
+
+
+class BwrapWorkspace(ShellWorkspace):
+    """A bubblewrap sandbox with a persistent bash (see the module docstring)."""
+
+    name = "bwrap"
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        if shutil.which("bwrap") is None:
+            raise WorkspaceError(
+                "bubblewrap is not installed: `apt-get install bubblewrap` (or use backend='docker', "
+                "or backend='local' for trusted agents)"
+            )
+        self._as_root = os.geteuid() == 0
+        self._shell_pid: int | None = None
+        self._init_pid: int = 0
+        if self._as_root:
+            self._hand_over(self.spec.host_dir)
+
+    def _hand_over(self, path: Path) -> None:
+        """Make the workspace writable by the sandbox uid."""
+        for dirpath, _dirs, filenames in os.walk(path):
+            os.chown(dirpath, SANDBOX_UID, SANDBOX_UID)
+            for f in filenames:
+                try:
+                    os.chown(os.path.join(dirpath, f), SANDBOX_UID, SANDBOX_UID, follow_symlinks=False)
+                except OSError:
+                    pass
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        venv_bin = os.path.dirname(os.path.abspath(sys.executable))
+        env["PATH"] = ":".join([SANDBOX_BIN, venv_bin, "/usr/local/bin", "/usr/bin", "/bin"])
+        return env
+
+    def _argv(self) -> list[str]:
+        argv = ["bwrap", "--ro-bind", "/usr", "/usr"]
+        for name in ("bin", "lib", "lib64", "sbin", "lib32"):
+            p = Path("/") / name
+            if p.is_symlink():
+                argv += ["--symlink", os.readlink(p), str(p)]
+            elif p.is_dir():
+                argv += ["--ro-bind", str(p), str(p)]
+        argv += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+        mounts = [Mount(self.spec.host_dir.resolve(), SANDBOX_WORKSPACE, read_only=False),
+                  Mount(self.spec.bin_dir.resolve(), SANDBOX_BIN)]
+        if self.spec.pool_dir is not None:
+            mounts.append(Mount(self.spec.pool_dir.resolve(), SANDBOX_POOL))
+        mounts += python_mounts() + list(self.spec.extra_mounts)
+        made: set[str] = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev"}
+        for m in mounts:
+            # Parents bwrap would create itself are root-only (0700); make them traversable.
+            for parent in reversed(Path(m.target).parents):
+                if str(parent) not in made:
+                    made.add(str(parent))
+                    argv += ["--perms", "0755", "--dir", str(parent)]
+            argv += ["--ro-bind" if m.read_only else "--bind", str(m.host), m.target]
+        # As root, --unshare-all would add a user namespace in which uid 65534 is unmapped.
+        argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+                 "--die-with-parent", "--new-session", "--hostname", "sandbox",
+                 "--chdir", SANDBOX_WORKSPACE, "--clearenv"]
+        for k, v in self.environment().items():
+            argv += ["--setenv", k, v]
+        if self._as_root:
+            argv += ["--", "setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups",
+                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+        else:
+            argv += ["--unshare-user", "--disable-userns", "--cap-drop", "ALL", "--"]
+        return argv + ["bash", "--noprofile", "--norc"]
+
+    def _make_shell(self) -> PersistentShell:
+        self._shell_pid = None
+        return PersistentShell(
+            self._argv(),
+            # The launcher's own environment is readable through /proc/1/environ inside: keep it bare.
+            env={"PATH": "/usr/bin:/bin"},
+            kill_command=self._kill_command,
+            preexec_fn=rlimit_setter(self.spec.limits, with_nproc=not self._as_root),
+        )
+
+    def _locate(self, shell: PersistentShell) -> tuple[int, int] | None:
+        """Host pids of the sandbox's init (pid 1 inside) and of its bash."""
+        if self._shell_pid is None or not os.path.exists(f"/proc/{self._shell_pid}"):
+            table = process_table()
+            bashes = [p for p in descendants(shell.pid, table) if table[p][1] == "bash"]
+            if not bashes:
+                return None
+            self._shell_pid = min(bashes)
+            self._init_pid = table[self._shell_pid][0]
+        return self._init_pid, self._shell_pid
+
+    def _kill_command(self, shell: PersistentShell) -> None:
+        """Kill every process in the sandbox except its init and the shell.
+
+        Orphans (``setsid``, ``nohup``, a fork bomb's children) are re-parented to the
+        sandbox's init, so walking init's subtree finds them all.
+        """
+        where = self._locate(shell)
+        if where is None:
+            return
+        init, bash = where
+        for _ in range(100):
+            victims = [p for p in _subtree(init) if p != bash]
+            if not victims:
+                return
+            kill_all(victims)
+
+    def leftover_processes(self) -> int:
+        """Processes still running in the sandbox besides the shell (background jobs)."""
+        if self.shell is None:
+            return 0
+        where = self._locate(self.shell)
+        if where is None:
+            return 0
+        return sum(1 for p in _subtree(where[0]) if p != where[1])
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out.extend(int(x) for x in fh.read().split())
+    except OSError:
+        pass
+    return out
+
+
+def _subtree(root: int) -> list[int]:
+    out, stack = [], _children(root)
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(_children(pid))
+    return out

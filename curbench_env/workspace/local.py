@@ -1,0 +1,61 @@
+"""The ``local`` backend: a plain subprocess shell. Trusted use only: no filesystem isolation."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from curbench_env.workspace.shell import PersistentShell, descendants, kill_all
+from curbench_env.workspace.shell_backend import ShellWorkspace, rlimit_setter
+
+
+class LocalWorkspace(ShellWorkspace):
+    """Runs commands in a host bash inside the workspace directory.
+
+    Limits (time, output, memory, file size, processes) apply, but the agent sees the
+    whole host filesystem as the harness user: use it only for trusted agents and debugging.
+    """
+
+    name = "local"
+
+    def __init__(self, *args, warn: bool = True, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        if warn:
+            warnings.warn(
+                "the 'local' workspace backend has no filesystem isolation: the agent can read "
+                "anything the harness user can (use backend='bwrap' or 'docker' for untrusted agents)",
+                stacklevel=3,
+            )
+
+    @property
+    def root(self) -> str:
+        return str(self.spec.host_dir.resolve())
+
+    @property
+    def pool_path(self) -> str:
+        return str(self.spec.pool_dir.resolve()) if self.spec.pool_dir else ""
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        path = [str(self.spec.bin_dir), os.path.dirname(os.path.realpath(os.sys.executable))]
+        env["PATH"] = ":".join(path + ["/usr/local/bin", "/usr/bin", "/bin"])
+        return env
+
+    def leftover_processes(self) -> int:
+        return len(descendants(self.shell.pid)) if self.shell is not None else 0
+
+    def _make_shell(self) -> PersistentShell:
+        def kill_command(shell: PersistentShell) -> None:
+            for _ in range(20):
+                pids = descendants(shell.pid)
+                if not pids:
+                    return
+                kill_all(pids)
+
+        return PersistentShell(
+            ["bash", "--noprofile", "--norc"],
+            env=self.environment(),
+            kill_command=kill_command,
+            preexec_fn=rlimit_setter(self.spec.limits, with_nproc=os.geteuid() != 0),
+            cwd=self.root,
+        )

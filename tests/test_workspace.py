@@ -1,0 +1,265 @@
+"""Workspace backends: persistence, limits, and attacks that must fail cleanly."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from curbench_env.config import SandboxLimits
+from curbench_env.errors import WorkspaceError
+from curbench_env.workspace import WorkspaceSpec, make_workspace
+from curbench_env.workspace.base import bwrap_available
+
+LIMITS = SandboxLimits(command_timeout_s=3, output_cap_bytes=20_000, file_size_bytes=64 << 20)
+BACKENDS = ["local", pytest.param("bwrap", marks=pytest.mark.skipif(not bwrap_available(), reason="bwrap not installed"))]
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    p = tmp_path / "harness" / "hidden_eval.json"
+    p.parent.mkdir()
+    p.write_text("TOPSECRET")
+    p.chmod(0o600)
+    return p
+
+
+@pytest.fixture(params=BACKENDS)
+def ws(request, tmp_path: Path):
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "data.txt").write_text("pooldata\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    spec = WorkspaceSpec(host_dir=tmp_path / "ws", pool_dir=pool, bin_dir=bin_dir, limits=LIMITS)
+    kwargs = {"warn": False} if request.param == "local" else {}
+    w = make_workspace(request.param, spec, **kwargs)
+    w.start()
+    yield w
+    w.close()
+
+
+def test_shell_keeps_cwd_and_environment(ws):
+    ws.run("mkdir -p sub && cd sub && export FOO=bar")
+    out = ws.run("pwd; echo $FOO").output.split()
+    assert out[0].endswith("/sub") and out[1] == "bar"
+
+
+def test_exit_code_and_stderr_are_reported(ws):
+    r = ws.run("echo oops >&2; exit_code() { return 3; }; exit_code")
+    assert r.exit_code == 3 and "oops" in r.output
+
+
+def test_syntax_error_does_not_break_the_shell(ws):
+    assert ws.run("echo 'unbalanced").exit_code != 0
+    assert ws.run("echo fine").output.strip() == "fine"
+
+
+def test_pool_is_readable_but_read_only(ws):
+    assert "pooldata" in ws.run(f"cat {ws.pool_path}/data.txt").output
+    if ws.name != "local" or os.geteuid() != 0:
+        assert ws.run(f"touch {ws.pool_path}/x").exit_code != 0
+
+
+def test_sleep_past_the_limit_is_killed(ws):
+    r = ws.run("sleep 60", timeout_s=1)
+    assert r.timed_out and r.exit_code == 124 and "timed out" in r.output
+    assert ws.run("echo alive").output.strip() == "alive"
+
+
+def test_endless_output_is_capped_and_killed(ws):
+    r = ws.run("yes")
+    assert r.truncated and "[output truncated" in r.output and len(r.output) < 30_000
+    assert ws.run("echo alive").output.strip() == "alive"
+
+
+def test_big_file_write_hits_the_file_size_limit(ws):
+    r = ws.run("head -c 200000000 /dev/zero > big.bin; ls -l big.bin")
+    assert "File size limit exceeded" in r.output
+    size = int(ws.run("stat -c %s big.bin").output.split()[0])
+    assert size <= LIMITS.file_size_bytes
+    ws.run("rm -f big.bin")
+
+
+def test_exit_restarts_the_shell_in_the_same_directory(ws):
+    ws.run("mkdir -p d && cd d")
+    r = ws.run("exit 3")
+    assert r.shell_restarted and "new shell" in r.output
+    assert ws.run("pwd").output.strip().endswith("/d")
+
+
+def test_builtin_infinite_loop_is_recovered(ws):
+    r = ws.run("while true; do :; done", timeout_s=1)
+    assert r.timed_out
+    assert ws.run("echo alive").output.strip() == "alive"
+
+
+@pytest.mark.skipif(not bwrap_available(), reason="bwrap not installed")
+class TestBwrapIsolation:
+    @pytest.fixture
+    def bw(self, tmp_path: Path):
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        spec = WorkspaceSpec(host_dir=tmp_path / "ws", pool_dir=None, bin_dir=bin_dir, limits=LIMITS)
+        w = make_workspace("bwrap", spec)
+        w.start()
+        yield w
+        w.close()
+
+    def test_fork_bomb_is_contained(self, bw):
+        bw.run("f(){ f|f & }; f", timeout_s=2)
+        assert bw.run("echo alive").output.strip() == "alive"
+        assert int(bw.run("ps -e --no-headers | wc -l").output.split()[0]) < 10
+
+    def test_setsid_escape_does_not_outlive_the_command(self, bw):
+        r = bw.run("setsid sleep 1000 & echo started")
+        assert "stopped 1 background" in r.output
+        bw.run("true")  # bash reports the killed job once
+        assert "sleep" not in bw.run("ps -e -o comm=").output.split()
+
+    def test_hidden_harness_data_is_not_reachable(self, bw, secret):
+        r = bw.run(f"cat {secret}; ls {secret.parent}")
+        assert "TOPSECRET" not in r.output and r.exit_code != 0
+
+    def test_harness_environment_does_not_leak_through_proc(self, bw, monkeypatch):
+        r = bw.run("cat /proc/1/environ /proc/*/environ 2>/dev/null | tr '\\0' '\\n'")
+        assert "CURBENCH_HOME" not in r.output and "API_KEY" not in r.output
+
+    def test_no_network(self, bw):
+        r = bw.run("python3 -c \"import socket; socket.create_connection(('1.1.1.1', 80), timeout=2)\"")
+        assert r.exit_code != 0 and "unreachable" in r.output.lower()
+
+    def test_memory_limit(self, tmp_path):
+        bin_dir = tmp_path / "bin2"
+        bin_dir.mkdir()
+        spec = WorkspaceSpec(host_dir=tmp_path / "ws2", pool_dir=None, bin_dir=bin_dir,
+                             limits=SandboxLimits(memory_bytes=1 << 30))
+        with make_workspace("bwrap", spec) as w:
+            r = w.run("python3 -c 'bytearray(2 << 30)'")
+        assert "MemoryError" in r.output
+
+    @pytest.mark.skipif(os.geteuid() != 0, reason="only meaningful when the harness runs as root")
+    def test_commands_do_not_run_as_root(self, bw):
+        assert bw.run("id -u").output.strip() == "65534"
+        assert "Permission denied" in bw.run("cat /etc/shadow").output
+
+
+def test_paths_outside_the_workspace_are_refused(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    spec = WorkspaceSpec(host_dir=tmp_path / "ws", pool_dir=None, bin_dir=bin_dir)
+    w = make_workspace("local", spec, warn=False)
+    (tmp_path / "ws" / "ok.txt").write_text("x")
+    assert w.to_host("ok.txt") == (tmp_path / "ws" / "ok.txt").resolve()
+    with pytest.raises(WorkspaceError, match="outside the workspace"):
+        w.to_host("/etc/passwd")
+    with pytest.raises(WorkspaceError, match="outside the workspace"):
+        w.to_host("../../etc/passwd")
+    os.symlink("/etc/passwd", tmp_path / "ws" / "link.txt")
+    with pytest.raises(WorkspaceError, match="symlink"):
+        w.to_host("link.txt")
+
+
+def _docker_daemon() -> bool:
+    try:
+        import docker
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+class FakeDockerClient:
+    """Stands in for the docker SDK where no daemon runs: `exec` sockets bridge to a local bash."""
+
+    def __init__(self) -> None:
+        self.run_kwargs: dict = {}
+        self.procs: list[subprocess.Popen] = []
+        self.removed = False
+        outer = self
+
+        class Container:
+            id = "fake"
+
+            def exec_run(self, cmd, user=None):
+                subprocess.run(["pkill", "-9", "-f", "sleep 60"], check=False)
+                return (0, b"")
+
+            def remove(self, force=False):
+                outer.removed = True
+                for p in outer.procs:
+                    p.kill()
+
+        class Containers:
+            def run(self, **kwargs):
+                outer.run_kwargs = kwargs
+                return Container()
+
+        class API:
+            def exec_create(self, cid, cmd, **kw):
+                return {"Id": "x", "cmd": cmd}
+
+            def exec_start(self, eid, socket=True, demux=False):
+                return outer._bridge()
+
+        self.containers = Containers()
+        self.api = API()
+
+    def _bridge(self):
+        a, b = socket.socketpair()
+        proc = subprocess.Popen(["bash", "--noprofile", "--norc"], stdin=b.fileno(), stdout=b.fileno(),
+                                stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        threading.Thread(target=proc.wait, daemon=True).start()
+        b.close()
+        return a
+
+
+@pytest.mark.skipif(_docker_daemon(), reason="a Docker daemon runs here: the real test below covers it")
+def test_docker_backend_against_a_fake_client(tmp_path):
+    """No Docker daemon runs on this machine (CI has none either), so the backend is driven through
+    a fake SDK client: the container's isolation settings and the shell protocol are checked."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    spec = WorkspaceSpec(host_dir=tmp_path / "ws", pool_dir=pool, bin_dir=bin_dir, limits=LIMITS)
+    client = FakeDockerClient()
+    w = make_workspace("docker", spec, client=client)
+    w.start()
+    kw = client.run_kwargs
+    assert kw["network_mode"] == "none" and kw["network_disabled"]
+    assert kw["pids_limit"] == LIMITS.max_processes and kw["mem_limit"] == LIMITS.memory_bytes
+    assert kw["volumes"][str(pool.resolve())] == {"bind": "/pool", "mode": "ro"}
+    assert kw["volumes"][str((tmp_path / "ws").resolve())]["mode"] == "rw"
+    assert {u["Name"] for u in kw["ulimits"]} >= {"fsize"}
+    w.run("export FOO=bar")
+    assert w.run("echo $FOO").output.strip() == "bar"
+    r = w.run("sleep 60", timeout_s=1)
+    assert r.timed_out
+    w.close()
+    assert client.removed
+
+
+@pytest.mark.skipif(not _docker_daemon(), reason="no Docker daemon reachable (none runs on this machine or in CI)")
+def test_docker_backend_real_daemon(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    spec = WorkspaceSpec(host_dir=tmp_path / "ws", pool_dir=None, bin_dir=bin_dir, limits=LIMITS,
+                         docker_image=os.environ.get("CURBENCH_DOCKER_IMAGE", "python:3.11-slim"))
+    with make_workspace("docker", spec) as w:
+        w.run("cd /tmp && export FOO=bar")
+        assert w.run("pwd; echo $FOO").output.split() == ["/tmp", "bar"]
+        assert w.run("sleep 60", timeout_s=1).timed_out
+        assert w.run("echo alive").output.strip() == "alive"
+
+
+def test_unknown_backend_is_a_clear_error(tmp_path):
+    spec = WorkspaceSpec(host_dir=tmp_path / "ws", pool_dir=None, bin_dir=tmp_path)
+    with pytest.raises(WorkspaceError, match="unknown workspace backend"):
+        make_workspace("vm", spec)
