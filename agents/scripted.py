@@ -1,0 +1,119 @@
+"""Scripted baseline agents: they act through the terminal as an agent would (write a
+selection script into the workspace, run it, submit with a note), so their trajectories
+look like an LLM agent's and exercise the same harness.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+SCRIPTS = ("_common.py", "random_subset.py", "source_balanced.py", "format_filter.py", "dedup_diversity.py",
+           "top_loss.py")
+
+#: name → (script, extra arguments, the note sent with the submission)
+POLICIES: dict[str, tuple[str, str, str]] = {
+    "random": ("random_subset.py", "", "random subset (baseline)"),
+    "source_balanced": ("source_balanced.py", "", "source balancing: equal share per (image source, format)"),
+    "format_filter": ("format_filter.py", "", "length/format filter: drop chat, off-format answers, p95 length"),
+    "dedup_diversity": ("dedup_diversity.py", "", "dedup + k-center diversity on base-model embeddings"),
+    "top_loss": ("top_loss.py", "", "EL2N-style top-loss with a per-source p95 loss noise filter"),
+}
+
+
+def script_text(name: str) -> str:
+    """Source of one of the baseline selection scripts."""
+    return (resources.files("curbench_env.agents") / "scripts" / name).read_text()
+
+
+def write_file_command(path: str, text: str) -> str:
+    """A shell command that writes ``text`` to ``path`` (quoted heredoc: no expansion)."""
+    delim = "CURBENCH_EOF"
+    return f"cat > {shlex.quote(path)} <<'{delim}'\n{text.rstrip()}\n{delim}"
+
+
+class ScriptedAgent:
+    """Runs a fixed plan of commands, then ``done``. Subclasses define :meth:`plan`."""
+
+    name = "scripted"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._plan: Iterator[str] | None = None
+        self.budget = 1000
+        self.usage: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+
+    def reset(self, obs: dict[str, Any], info: dict[str, Any]) -> None:
+        self.budget = int(info.get("submission_budget") or _budget_from_text(obs.get("output", "")) or 1000)
+        self._plan = iter(self.plan())
+
+    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
+        if self._plan is None:
+            self.reset(obs, info)
+        assert self._plan is not None
+        return next(self._plan, "done")
+
+    def setup_commands(self) -> list[str]:
+        """Write every baseline script into ./policies/."""
+        cmds = ["mkdir -p policies"]
+        cmds += [write_file_command(f"policies/{s}", script_text(s)) for s in SCRIPTS]
+        return cmds
+
+    def submit_command(self, policy: str, extra: str = "", tag: str = "") -> str:
+        script, args, note = POLICIES[policy]
+        out = f"picks_{policy}{tag}.txt"
+        return (f"python3 policies/{script} --budget {self.budget} --seed {self.seed} --out {out} {args} {extra}"
+                f" && submit {out} --note {shlex.quote(note + (' ' + extra if extra else ''))}")
+
+    def plan(self) -> list[str]:
+        raise NotImplementedError
+
+
+class SinglePolicyAgent(ScriptedAgent):
+    """Submits one named policy once (what `curbench baselines` runs), then ends."""
+
+    def __init__(self, policy: str, seed: int = 0) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"unknown scripted policy {policy!r}; choose {', '.join(POLICIES)}")
+        super().__init__(seed)
+        self.policy = policy
+        self.name = policy
+
+    def plan(self) -> list[str]:
+        return self.setup_commands() + [self.submit_command(self.policy), "done"]
+
+
+class CuratorAgent(ScriptedAgent):
+    """The default agent of `curbench run`: a 10-iteration session that looks around, then
+    tries one policy family per iteration and refines the best (no API key needed)."""
+
+    name = "curator"
+
+    def plan(self) -> list[str]:
+        return self.setup_commands() + [
+            "ls -la $POOL && pool-stats",
+            "pool-show $(python3 -c \"import json; print(json.load(open('$POOL/pool.json'))[0]['id'])\")",
+            self.submit_command("random"),
+            self.submit_command("source_balanced"),
+            self.submit_command("source_balanced", "--drop-text", "_notext"),
+            self.submit_command("format_filter"),
+            self.submit_command("dedup_diversity"),
+            self.submit_command("top_loss"),
+            self.submit_command("top_loss", "--noise-pct 90", "_p90"),
+            self.submit_command("top_loss", "--noise-pct 98", "_p98"),
+            self.submit_command("format_filter", "--max-pct 90", "_p90"),
+            self.submit_command("top_loss", "--no-balance", "_unbalanced"),
+            "done",
+        ]
+
+
+def _budget_from_text(text: str) -> int | None:
+    import re
+
+    m = re.search(r"at most (\d[\d,]*) examples", text)
+    return int(m.group(1).replace(",", "")) if m else None
+
+
+AGENTS = {"curator": CuratorAgent}

@@ -1,0 +1,84 @@
+"""Helpers shared by the baseline selection scripts (copied into the workspace with them).
+
+Works on any LLaVA-format pool: `$POOL/pool.json`, optional `$POOL/signals/*.npy`.
+"""
+import argparse
+import json
+import os
+import re
+
+import numpy as np
+
+POOL = os.environ.get("POOL", "/pool")
+SHORT = "Answer the question using a single word or phrase."
+LETTER = "Answer with the option's letter from the given choices directly."
+
+
+def args(extra=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--budget", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="picks.txt")
+    for name, kw in (extra or {}).items():
+        p.add_argument(name, **kw)
+    return p.parse_args()
+
+
+def load_pool():
+    return json.load(open(os.path.join(POOL, "pool.json")))
+
+
+def signal(name):
+    path = os.path.join(POOL, "signals", name)
+    if not os.path.exists(path):
+        return None
+    ids = json.load(open(os.path.join(POOL, "signals", "ids.json")))
+    return ids, np.load(path)
+
+
+def group_of(rec):
+    """A source guess: image directory + the format instruction of the first prompt."""
+    prefix = rec["image"].split("/")[0] if "image" in rec else "text"
+    first = rec["conversations"][0]["value"].strip()
+    lines = first.split("\n")
+    fmt = lines[-1] if len(lines) > 1 and lines[-1].startswith(("Answer", "Provide", "Please")) else ""
+    if first.startswith(("Provide the bounding box", "Provide a short description")):
+        fmt = first.split(":")[0]
+    return f"{prefix}|{fmt[:40]}"
+
+
+def format_ok(rec):
+    """False when an answer ignores its prompt's format (verbose where one word was asked)."""
+    conv = rec["conversations"]
+    for k in range(0, len(conv) - 1, 2):
+        q, a = conv[k]["value"], conv[k + 1]["value"].strip()
+        if SHORT in q and len(a.split()) > 3:
+            return False
+        if LETTER in q and not re.fullmatch(r"[A-D]", a):
+            return False
+        if "Please answer yes or no" in q and a.lower() not in ("yes", "no"):
+            return False
+    return True
+
+
+def answer_words(rec):
+    return sum(len(t["value"].split()) for t in rec["conversations"][1::2])
+
+
+def balanced(groups, ranked_ids, budget):
+    """Fill the budget round-robin over groups, each group in the given rank order."""
+    by = {}
+    for i in ranked_ids:
+        by.setdefault(groups[i], []).append(i)
+    out, queues = [], [list(reversed(v)) for v in by.values()]
+    while len(out) < budget and any(queues):
+        for q in queues:
+            if q and len(out) < budget:
+                out.append(q.pop())
+    return out
+
+
+def write(ids, path):
+    with open(path, "w") as fh:
+        fh.write("\n".join(ids) + "\n")
+    print(f"wrote {len(ids)} ids to {path}")

@@ -1,0 +1,21 @@
+"""EL2N-style top-loss selection with a p95 loss noise filter: rank by the base model's loss
+(high loss = the model still has to learn it), drop everything above the p95 of loss
+(likely mislabeled or broken), keep the top of the rest, balanced across sources."""
+import numpy as np
+from _common import args, balanced, group_of, load_pool, signal, write
+
+a = args({"--noise-pct": {"type": float, "default": 95.0}, "--no-balance": {"action": "store_true"}})
+pool = [r for r in load_pool() if "image" in r]
+ids_sig, loss = signal("loss.npy")
+row = {i: k for k, i in enumerate(ids_sig)}
+lv = np.array([loss[row[r["id"]]] for r in pool])
+groups = {r["id"]: group_of(r) for r in pool}
+# The noise threshold is per source group: losses live on different scales per answer format.
+keep = []
+for g in set(groups.values()):
+    members = [k for k, r in enumerate(pool) if groups[r["id"]] == g]
+    cut = np.percentile(lv[members], a.noise_pct)
+    keep += [k for k in members if lv[k] <= cut]
+ranked = [pool[k]["id"] for k in sorted(keep, key=lambda k: -lv[k])]
+print(f"{len(pool) - len(keep)} examples above the p{a.noise_pct:g} loss filtered as noise")
+write(ranked[: a.budget] if a.no_balance else balanced(groups, ranked, a.budget), a.out)

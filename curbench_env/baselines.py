@@ -1,0 +1,104 @@
+"""The fidelity table: base < random < best scripted policy < full pool, over seeds."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from curbench_env.pipeline import ResultCache, curbench_home
+from curbench_env.submission import Selection
+
+
+def run_baselines(env_id: str, *, seeds: int = 3, backend: str = "auto", task_kwargs: dict[str, Any] | None = None,
+                  include_full: bool = True, console: Any = None, policies: list[str] | None = None) -> dict[str, Any]:
+    """Score base, every scripted policy and the full pool for ``seeds`` training seeds."""
+    import gymnasium as gym
+
+    import curbench_env  # noqa: F401
+    from curbench_env.agents.scripted import POLICIES, SinglePolicyAgent
+    from curbench_env.runner import run_episode
+
+    rows: dict[str, list[dict[str, Any]]] = {}
+    policies = policies or list(POLICIES)
+    with tempfile.TemporaryDirectory(prefix="curbench-baselines-") as tmp:
+        env = gym.make(env_id, backend=backend, iteration_budget=1, run_root=Path(tmp),
+                       task_kwargs=dict(task_kwargs or {}), disable_env_checker=True)
+        try:
+            task = env.unwrapped.task
+            cache = ResultCache(curbench_home() / "results" / task.name)
+            for seed in range(seeds):
+                base = task.pipeline.base_result(seed)
+                rows.setdefault("base", []).append({"seed": seed, "average": base.average, "scores": base.scores})
+                for name in policies:
+                    if console:
+                        console.print(f"seed {seed}: {name} ...")
+                    summary = run_episode(env, SinglePolicyAgent(name, seed=seed), seed=seed, progress=False)
+                    it = env.unwrapped.history[-1] if env.unwrapped.history else None
+                    if it is None:
+                        raise RuntimeError(f"policy {name} produced no scored submission (see {summary['run_dir']})")
+                    rows.setdefault(name, []).append({"seed": seed, "average": it["average"], "scores": it["scores"]})
+                if include_full:
+                    if console:
+                        console.print(f"seed {seed}: full pool ({len(task.pool)} examples) ...")
+                    sel = Selection(ids=list(task.pool.ids))
+                    key = ResultCache.key(sel, task.pipeline.fingerprint(), seed)
+                    res = cache.get(key)
+                    if res is None:
+                        res = task.pipeline.run(sel, Path(tmp) / f"full-{seed}", seed)
+                        cache.put(key, res)
+                    rows.setdefault("full", []).append({"seed": seed, "average": res.average, "scores": res.scores})
+        finally:
+            env.close()
+    return {"env": env_id, "seeds": seeds, "budget": task.rules.budget, "pool": len(task.pool),
+            "rows": {k: summarise(v) for k, v in rows.items()}}
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and std of the average and of each benchmark over seeds."""
+    avgs = [r["average"] for r in runs]
+    benches = list(runs[0]["scores"])
+    return {
+        "mean": statistics.fmean(avgs), "std": statistics.stdev(avgs) if len(avgs) > 1 else 0.0, "runs": runs,
+        "benchmarks": {b: statistics.fmean(r["scores"][b] for r in runs) for b in benches},
+    }
+
+
+def fidelity(result: dict[str, Any]) -> dict[str, Any]:
+    """The paper's shape checks: base < random < best scripted < full, gaps > 2 std, gain recovered."""
+    rows = result["rows"]
+    scripted = {k: v for k, v in rows.items() if k not in ("base", "full", "random")}
+    best_name = max(scripted, key=lambda k: scripted[k]["mean"])
+    best, rand, base = scripted[best_name], rows["random"], rows["base"]
+    full = rows.get("full")
+    checks: dict[str, Any] = {"best_scripted": best_name}
+
+    def gap(a: dict, b: dict) -> bool:
+        return b["mean"] - a["mean"] > 2 * max(a["std"], b["std"])
+
+    checks["base < random"] = gap(base, rand)
+    checks["random < best scripted"] = gap(rand, best)
+    if full:
+        checks["best scripted < full"] = gap(best, full)
+        span = full["mean"] - base["mean"]
+        checks["gain recovered"] = (best["mean"] - base["mean"]) / span if span else float("nan")
+    return checks
+
+
+def print_table(result: dict[str, Any], console: Any) -> None:
+    """A rich table of the result plus the fidelity checks."""
+    from rich.table import Table
+
+    rows = result["rows"]
+    benches = list(next(iter(rows.values()))["benchmarks"])
+    table = Table(title=f"{result['env']}: budget {result['budget']} of {result['pool']}, {result['seeds']} seeds")
+    table.add_column("policy")
+    table.add_column("average", justify="right")
+    for b in benches:
+        table.add_column(b[:9], justify="right")
+    for name, row in rows.items():
+        table.add_row(name, f"{row['mean']:.2f} ± {row['std']:.2f}", *[f"{row['benchmarks'][b]:.1f}" for b in benches])
+    console.print(table)
+    for k, v in fidelity(result).items():
+        console.print(f"  {k}: {v if not isinstance(v, float) else f'{v:.0%}'}")

@@ -1,0 +1,257 @@
+"""`curbench`: run sessions, play one yourself, inspect and resume runs, build worlds, baselines."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Curation-Bench as a Gymnasium environment: curate training data through a terminal.")
+console = Console()
+err = Console(stderr=True)
+
+EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Env id (see `curbench list`).")]
+SeedOpt = Annotated[int, typer.Option(help="Episode seed (fixes the training seed).")]
+BackendOpt = Annotated[str, typer.Option(help="Workspace backend: auto, bwrap, docker or local.")]
+
+
+def _log_path() -> Path:
+    from curbench_env.pipeline import curbench_home
+
+    path = curbench_home() / "logs" / "last-error.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def main() -> None:
+    """Entry point: user errors become one clear line; crashes a line and a log path."""
+    from curbench_env.errors import CurbenchError
+
+    try:
+        app(standalone_mode=False)
+    except (CurbenchError, FileExistsError, FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("[yellow]interrupted[/] (the run directory keeps every step so far; `curbench resume` continues)")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # the CLI's last line of defence
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        log = _log_path()
+        log.write_text(traceback.format_exc())
+        err.print(f"[red]internal error:[/] {type(exc).__name__}: {exc} (traceback in {log})")
+        sys.exit(1)
+
+
+def _make_env(env_id: str, backend: str, run_dir: Path | None, iterations: int | None,
+              scaffolds: list[str] | None = None, **kwargs: Any):
+    import gymnasium as gym
+
+    import curbench_env
+    from curbench_env.errors import CurbenchError
+
+    if env_id not in curbench_env.ENV_IDS:
+        raise CurbenchError(f"unknown env {env_id!r}; available: {', '.join(curbench_env.ENV_IDS)}")
+    if iterations is not None:
+        kwargs["iteration_budget"] = iterations
+    env = gym.make(env_id, backend=backend, run_dir=run_dir, disable_env_checker=True, **kwargs)
+    for name in scaffolds or []:
+        from curbench_env.wrappers import wrap_scaffold
+
+        env = wrap_scaffold(env, name)
+    return env
+
+
+@app.command("list")
+def list_envs() -> None:
+    """List the registered env ids."""
+    import curbench_env
+
+    table = Table("id", "task", "description")
+    for env_id, (task, _, desc) in curbench_env.ENV_IDS.items():
+        table.add_row(env_id, task, desc)
+    console.print(table)
+
+
+@app.command()
+def setup(env: Annotated[str, typer.Argument(help="Env id to prepare.")] = "Curation-MiniVQA-v0") -> None:
+    """Build (once) what an env needs: its world, base model and signals. Cached in $CURBENCH_HOME."""
+    import curbench_env
+    from curbench_env.errors import CurbenchError
+    from curbench_env.registry import load_task
+
+    if env not in curbench_env.ENV_IDS:
+        raise CurbenchError(f"unknown env {env!r}; available: {', '.join(curbench_env.ENV_IDS)}")
+    family, kwargs, _ = curbench_env.ENV_IDS[env]
+    task = load_task(family, **kwargs)
+    with console.status(f"preparing {env} ..."):
+        task.prepare()
+    console.print(f"[green]ready:[/] {env} (pool at {task.pool_dir})")
+
+
+@app.command()
+def run(
+    env: EnvOpt = "Curation-MiniVQA-v0",
+    agent: Annotated[str, typer.Option(help="curator | scripted:NAME | litellm:MODEL | module:Class")] = "curator",
+    seed: SeedOpt = 0,
+    backend: BackendOpt = "auto",
+    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/<env>-<time>-s<seed>).")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Iteration budget (default 10).")] = None,
+    scaffold: Annotated[list[str] | None, typer.Option(help="Scaffold wrapper(s) to apply.")] = None,
+    task_preset: Annotated[str | None, typer.Option("--preset", help="Task preset (MiniVQA: default, tiny).")] = None,
+) -> None:
+    """Run one curation session with an agent and print the iterations table."""
+    from curbench_env.runner import load_policy, run_episode
+
+    kwargs: dict[str, Any] = {}
+    if task_preset:
+        kwargs["task_kwargs"] = {"preset": task_preset}
+    policy = load_policy(agent, seed=seed)
+    console.print(f"[bold]{env}[/] · agent {agent} · seed {seed} · preparing (first use builds the world) ...")
+    e = _make_env(env, backend, run_dir, iterations, scaffold, **kwargs)
+    try:
+        e.unwrapped.extra_config = {"agent": agent, "scaffolds": scaffold or []}
+        summary = run_episode(e, policy, seed=seed, console=console)
+    finally:
+        e.close()
+    _print_iterations(Path(summary["run_dir"]))
+    console.print(f"best {summary['best_score']:.2f} (base {summary['base_score']:.2f}, return "
+                  f"{summary['return']:+.2f}) in {summary['elapsed_s']}s · run directory: [bold]{summary['run_dir']}[/]")
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of an interrupted episode.")],
+    agent: Annotated[str | None, typer.Option(help="Agent (default: the one recorded).")] = None,
+    backend: BackendOpt = "auto",
+) -> None:
+    """Continue an interrupted episode from its run directory."""
+    import gymnasium as gym
+
+    from curbench_env.errors import CurbenchError
+    from curbench_env.runner import load_policy, run_episode
+
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise CurbenchError(f"{run_dir} is not a curbench run directory (no config.json)")
+    cfg = json.loads(cfg_path.read_text())
+    agent = agent or cfg.get("agent") or "curator"
+    policy = load_policy(agent, seed=cfg.get("seed", 0))
+    episode = cfg["episode"]
+    env = gym.make(cfg["env_id"], resume_from=run_dir, backend=backend, disable_env_checker=True,
+                   task_kwargs=cfg.get("task_kwargs") or {}, iteration_budget=episode["iteration_budget"],
+                   max_steps=episode["max_steps"], reward_mode=episode["reward_mode"])
+    try:
+        summary = run_episode(env, policy, console=console, resume=True)
+    finally:
+        env.close()
+    _print_iterations(Path(summary["run_dir"]))
+    console.print(f"run directory: [bold]{summary['run_dir']}[/]")
+
+
+@app.command()
+def play(
+    env: EnvOpt = "Curation-MiniVQA-v0",
+    seed: SeedOpt = 0,
+    backend: BackendOpt = "auto",
+    run_dir: Annotated[Path | None, typer.Option()] = None,
+    task_preset: Annotated[str | None, typer.Option("--preset")] = None,
+) -> None:
+    """Be the agent: type shell commands and see exactly what an agent sees."""
+    kwargs: dict[str, Any] = {"task_kwargs": {"preset": task_preset}} if task_preset else {}
+    e = _make_env(env, backend, run_dir, None, **kwargs)
+    try:
+        obs, info = e.reset(seed=seed)
+        console.print(obs["output"], markup=False, highlight=False)
+        while True:
+            try:
+                action = console.input(f"[bold cyan]it {info['iteration']}/{info['iteration'] + info['budget_left']}"
+                                       f" best {info['best_score']:.2f} $[/] ")
+            except EOFError:
+                action = "done"
+            obs, reward, term, trunc, info = e.step(action)
+            console.print(obs["output"], markup=False, highlight=False)
+            if reward:
+                console.print(f"[green]reward {reward:+.2f}[/]")
+            if term or trunc:
+                break
+    finally:
+        e.close()
+    console.print(f"run directory: [bold]{e.unwrapped.run_dir}[/]")
+
+
+def _print_iterations(run_dir: Path) -> None:
+    from curbench_env.trajectory import RunDirectory
+
+    run = RunDirectory(run_dir)
+    its = run.iterations()
+    table = Table(title=f"{run_dir.name}", show_lines=False)
+    for col in ("it", "file", "n", "average", "Δ base", "reward", "commit"):
+        table.add_column(col, justify="right" if col not in ("file", "commit") else "left")
+    bench = list(its[0]["scores"]) if its else []
+    for b in bench:
+        table.add_column(b[:9], justify="right")
+    best = max((m["average"] for m in its), default=None)
+    for m in its:
+        style = "bold green" if m["average"] == best else None
+        table.add_row(str(m["iteration"]), Path(m["file"]).name, str(m["n_examples"]), f"{m['average']:.2f}",
+                      f"{m['delta_vs_base']:+.2f}", f"{m['reward']:+.2f}", (m.get("commit") or "")[:8],
+                      *[f"{m['scores'].get(b, float('nan')):.0f}" for b in bench], style=style)
+    console.print(table)
+
+
+@app.command()
+def inspect(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Table of a run's iterations: score, delta, benchmarks, commit."""
+    from curbench_env.errors import CurbenchError
+    from curbench_env.trajectory import RunDirectory
+
+    if not (run_dir / "config.json").exists():
+        raise CurbenchError(f"{run_dir} is not a curbench run directory (no config.json)")
+    run = RunDirectory(run_dir)
+    cfg = run.config
+    steps = run.steps()
+    console.print(f"[bold]{cfg['env_id']}[/] seed {cfg.get('seed')} · {len(steps) - 1} steps · "
+                  f"agent {cfg.get('agent', '?')}")
+    _print_iterations(run_dir)
+    refused = [s for s in steps if (s.get("submission") or {}).get("status") in ("refused", "crashed")]
+    if refused:
+        console.print(f"{len(refused)} refused/crashed submission(s) (no iteration spent)")
+
+
+@app.command()
+def baselines(
+    env: Annotated[str, typer.Argument(help="Env id.")] = "Curation-MiniVQA-v0",
+    seeds: Annotated[int, typer.Option(help="Training seeds per policy.")] = 3,
+    out: Annotated[Path, typer.Option(help="JSON file for the table.")] = Path("baselines.json"),
+    backend: BackendOpt = "auto",
+    task_preset: Annotated[str | None, typer.Option("--preset")] = None,
+    full: Annotated[bool, typer.Option(help="Include the full-pool fine-tune (slow).")] = True,
+) -> None:
+    """Fidelity table: base, random, scripted policies and the full pool, over seeds."""
+    from curbench_env.baselines import print_table, run_baselines
+
+    kwargs: dict[str, Any] = {"preset": task_preset} if task_preset else {}
+    result = run_baselines(env, seeds=seeds, backend=backend, task_kwargs=kwargs, include_full=full, console=console)
+    out.write_text(json.dumps(result, indent=2))
+    print_table(result, console)
+    console.print(f"written to {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

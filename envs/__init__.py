@@ -1,0 +1,1 @@
+"""Task families: ``minivqa`` (synthetic, CPU default), ``llava665k`` and ``datacomp`` (real, GPU)."""

@@ -1,0 +1,156 @@
+"""The MiniVQA model: a tiny ``LlavaForConditionalGeneration`` (CLIP vision tower + Llama LM),
+random-init from configs, with a word-level tokenizer built from the world's own text, and
+its stage-1 alignment (caption pretraining) done once and cached.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from curbench_env.envs.llava_pipeline import ChatFormat, ConversationEncoder
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
+#: Splits numbers like 0.5, single capital letters (sign words are read letter by letter),
+#: lower-case words and punctuation.
+SPLIT_PATTERN = r"\d+\.\d+|[A-Z](?=[A-Z])|[A-Z](?![a-z])|[A-Za-z][a-z]*|\d|[^\sA-Za-z\d]"
+CHAT = ChatFormat(system="", user="USER:", assistant="ASSISTANT:", eos="</s>")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the tiny LLaVA."""
+
+    image_size: int = 32
+    patch_size: int = 8
+    vision_hidden: int = 64
+    vision_layers: int = 2
+    text_hidden: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    text_kv_heads: int = 2
+    text_intermediate: int = 256
+    max_length: int = 160
+
+    @property
+    def image_seq_length(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+def build_tokenizer(texts: Iterable[str]):
+    """A word-level fast tokenizer over the world's closed vocabulary."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    split = pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated")
+    vocab: dict[str, int] = {t: i for i, t in enumerate(SPECIALS)}
+    for text in texts:
+        for piece, _ in split.pre_tokenize_str(text):
+            piece = piece.strip()
+            if piece and piece not in vocab:
+                vocab[piece] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), split])
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, image_token_id: int, pad_id: int, seed: int):
+    """A random-init tiny LLaVA (CLIP vision tower, mlp2x_gelu projector, Llama LM)."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = CLIPVisionConfig(hidden_size=cfg.vision_hidden, intermediate_size=cfg.vision_hidden * 2,
+                              num_hidden_layers=cfg.vision_layers, num_attention_heads=2,
+                              image_size=cfg.image_size, patch_size=cfg.patch_size, projection_dim=cfg.vision_hidden)
+    text = LlamaConfig(vocab_size=vocab_size, hidden_size=cfg.text_hidden, intermediate_size=cfg.text_intermediate,
+                       num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads,
+                       num_key_value_heads=cfg.text_kv_heads, max_position_embeddings=cfg.max_length + 64,
+                       pad_token_id=pad_id, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=image_token_id,
+                         image_seq_length=cfg.image_seq_length, vision_feature_select_strategy="default",
+                         vision_feature_layer=-1, projector_hidden_act="gelu")
+    config.pad_token_id = pad_id
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = pad_id
+    model.generation_config.eos_token_id = 2
+    return model
+
+
+def pixel_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) → float (N, 3, H, W) normalised to [-1, 1] (CLIP-style)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    return x.div_(127.5).sub_(1.0)
+
+
+def image_loader(images: np.ndarray) -> Callable[[list[int]], torch.Tensor]:
+    """Rows of an image array → pixel values."""
+    return lambda rows: pixel_tensor(images[rows])
+
+
+def stage1_align(model, encoder: ConversationEncoder, images: np.ndarray, pairs: list[list[str]], *,
+                 steps: int, batch_size: int, lr: float, seed: int, log: Callable[[str], None]) -> None:
+    """LLaVA stage 1, scaled down: teach the random-init model to see and describe (all weights train)."""
+    from curbench_env.envs.llava_pipeline import _collate
+
+    torch.manual_seed(seed)
+    examples = [encoder.encode([{"from": "human", "value": f"<image>\n{q}"}, {"from": "gpt", "value": a}], i)
+                for i, (q, a) in enumerate(pairs)]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    rng = np.random.default_rng(seed)
+    load = image_loader(images)
+    model.train()
+    t0 = time.monotonic()
+    warmup = max(1, steps // 20)
+    for step in range(steps):
+        idx = rng.integers(len(examples), size=batch_size)
+        batch = _collate([examples[i] for i in idx], 0, load)
+        scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, steps - warmup)))
+        for g in opt.param_groups:
+            g["lr"] = lr * scale
+        loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % max(1, steps // 20) == 0 or step == steps - 1:
+            log(f"stage1 step {step + 1}/{steps} loss {loss.item():.4f} ({time.monotonic() - t0:.0f}s)")
+    model.eval()
+
+
+def save_base(model, tokenizer, cfg: ModelConfig, path: Path) -> None:
+    """Write the aligned base model in llava-hf format (loadable with from_pretrained)."""
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "minivqa_model.json").write_text(json.dumps(asdict(cfg)))
+
+
+def load_base(path: Path):
+    """Load (model, tokenizer, cfg) written by :func:`save_base`."""
+    from transformers import LlavaForConditionalGeneration, PreTrainedTokenizerFast
+
+    cfg = ModelConfig(**json.loads((path / "minivqa_model.json").read_text()))
+    model = LlavaForConditionalGeneration.from_pretrained(path)
+    model.eval()
+    tok = PreTrainedTokenizerFast.from_pretrained(path)
+    return model, tok, cfg
+
+
+def make_encoder(tok, cfg: ModelConfig) -> ConversationEncoder:
+    """The conversation encoder matching this model's tokenizer and image tokens."""
+    return ConversationEncoder(tok, tok.convert_tokens_to_ids("<image>"), cfg.image_seq_length, CHAT, cfg.max_length)
+
+
+def answer_tokens(tok, text: str) -> tuple[str, ...]:
+    """Normalised answer for exact-match scoring: the token sequence, lower-cased, no trailing period."""
+    pieces = [t for t in tok.tokenize(text.strip())]
+    while pieces and pieces[-1] in (".", "</s>"):
+        pieces.pop()
+    return tuple(p.lower() for p in pieces)
+

@@ -1,0 +1,145 @@
+"""The MiniVQA pipeline: LoRA fine-tune of the aligned tiny LLaVA on a selection, then
+batched greedy evaluation on the eight benchmarks. Deterministic for a seed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from curbench_env.envs.llava_pipeline import Encoded, LoraRecipe, finetune_lora, greedy_answers
+from curbench_env.envs.minivqa import model as M
+
+from curbench_env.errors import PipelineError
+from curbench_env.pipeline import EvalResult
+from curbench_env.submission import Selection
+
+
+@dataclass(frozen=True)
+class MiniRecipe:
+    """MiniVQA's fixed recipe: LLaVA-1.5's LoRA recipe scaled to a 0.4M-parameter model."""
+
+    lora: LoraRecipe = field(default_factory=lambda: LoraRecipe(
+        epochs=6.0, batch_size=32, learning_rate=5e-3, projector_lr=1e-3, lora_r=32, lora_alpha=64,
+        lora_dropout=0.0, warmup_ratio=0.03, max_length=160, min_steps=30))
+    eval_batch_size: int = 200
+    max_new_tokens: int = 12
+    threads: int = 2
+
+
+class MiniVQAPipeline:
+    """Trains and evaluates the tiny LLaVA; pool data and the base model come from a built world."""
+
+    def __init__(self, world_dir: Path, recipe: MiniRecipe = MiniRecipe()) -> None:
+        self.world_dir = Path(world_dir)
+        self.recipe = recipe
+        self._lock = threading.Lock()
+        self._loaded = False
+
+    # -- lazy state ----------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        base_dir = self.world_dir / "base_model"
+        if not (base_dir / "config.json").exists():
+            raise PipelineError(f"no base model in {base_dir}; run `curbench setup Curation-MiniVQA-v0`")
+        self.model, self.tok, self.cfg = M.load_base(base_dir)
+        self.encoder = M.make_encoder(self.tok, self.cfg)
+        self.pad_id = self.tok.pad_token_id
+        self.eos_id = self.tok.eos_token_id
+        pool = self.world_dir / "pool"
+        self.records: dict[str, dict[str, Any]] = {r["id"]: r for r in json.loads((pool / "pool.json").read_text())}
+        self.image_row: dict[str, int] = json.loads((pool / "image_index.json").read_text())
+        self.images = np.load(pool / "images.npy")
+        hidden = self.world_dir / "hidden"
+        self.bench = [json.loads(line) for line in (hidden / "benchmarks.jsonl").read_text().splitlines()]
+        self.bench_pixels = M.pixel_tensor(np.load(hidden / "bench_images.npy"))
+        self.bench_prompts = [self.encoder.prompt(b["question"], True) for b in self.bench]
+        self.bench_targets = [M.answer_tokens(self.tok, b["answer"]) for b in self.bench]
+        self._encoded: dict[str, Encoded] = {}
+        self._base_hash = hashlib.sha256((base_dir / "model.safetensors").read_bytes()).hexdigest()[:16]
+        self._loaded = True
+
+    def fingerprint(self) -> str:
+        self._load()
+        payload = {"world": self.world_dir.name, "base": self._base_hash, "recipe": asdict(self.recipe)}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def encode(self, id_: str, conversations: list[dict[str, str]] | None = None) -> Encoded:
+        """Tokenised example for a pool id (or its rewritten conversations)."""
+        rec = self.records[id_]
+        row = self.image_row.get(rec["image"]) if "image" in rec else None
+        if conversations is not None:
+            return self.encoder.encode(conversations, row)
+        hit = self._encoded.get(id_)
+        if hit is None:
+            hit = self._encoded[id_] = self.encoder.encode(rec["conversations"], row)
+        return hit
+
+    # -- the contract ----------------------------------------------------------------------
+    def run(self, selection: Selection, workdir: Path, seed: int) -> EvalResult:
+        with self._lock, _threads(self.recipe.threads):
+            self._load()
+            workdir.mkdir(parents=True, exist_ok=True)
+            log_lines: list[str] = []
+
+            def log(msg: str) -> None:
+                log_lines.append(msg)
+
+            examples = [self.encode(i, selection.rewrites.get(i, {}).get("conversations")) for i in selection.ids]
+            t0 = time.monotonic()
+            log(f"LoRA fine-tune on {len(examples)} examples, seed {seed}: {json.dumps(asdict(self.recipe.lora))}")
+            model = finetune_lora(self.model, examples, M.image_loader(self.images), self.recipe.lora, seed=seed,
+                                  pad_id=self.pad_id, log=log)
+            train_s = time.monotonic() - t0
+            scores, eval_log, eval_s = self.evaluate(model)
+            train_log = "\n".join(log_lines) + "\n"
+            (workdir / "train.log").write_text(train_log)
+            (workdir / "eval.log").write_text(eval_log)
+            avg = float(np.mean(list(scores.values())))
+            return EvalResult(scores=scores, average=avg, timings={"train_s": round(train_s, 2), "eval_s": round(eval_s, 2)},
+                              train_log=train_log, eval_log=eval_log, extra={"examples": len(examples)})
+
+    def base_result(self, seed: int) -> EvalResult:
+        with self._lock, _threads(self.recipe.threads):
+            self._load()
+            scores, eval_log, eval_s = self.evaluate(self.model)
+            return EvalResult(scores=scores, average=float(np.mean(list(scores.values()))),
+                              timings={"train_s": 0.0, "eval_s": round(eval_s, 2)}, eval_log=eval_log)
+
+    def evaluate(self, model: torch.nn.Module) -> tuple[dict[str, float], str, float]:
+        """Greedy answers on every benchmark item; exact match on normalised answer tokens."""
+        t0 = time.monotonic()
+        preds = greedy_answers(model, self.bench_prompts, self.bench_pixels, pad_id=self.pad_id, eos_id=self.eos_id,
+                               max_new_tokens=self.recipe.max_new_tokens, batch_size=self.recipe.eval_batch_size)
+        correct: dict[str, list[bool]] = {}
+        lines = []
+        for item, pred, target in zip(self.bench, preds, self.bench_targets, strict=True):
+            text = " ".join(self.tok.convert_ids_to_tokens(pred))
+            got = M.answer_tokens(self.tok, text)
+            ok = got == target
+            correct.setdefault(item["benchmark"], []).append(ok)
+            lines.append(json.dumps({"benchmark": item["benchmark"], "prediction": text, "target": item["answer"],
+                                     "correct": ok}))
+        scores = {k: round(100.0 * float(np.mean(v)), 2) for k, v in correct.items()}
+        return scores, "\n".join(lines) + "\n", time.monotonic() - t0
+
+
+class _threads:
+    """Run torch with a fixed thread count (determinism and a fair share of the machine)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __enter__(self) -> None:
+        self.prev = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.prev)

@@ -1,0 +1,171 @@
+"""Build everything a MiniVQA world needs, once, under ``$CURBENCH_HOME/minivqa/<fingerprint>``:
+the world (pool, benchmarks, ground truth), the stage-1-aligned base model, and the pool
+signals the workspace tools serve (per-example loss, embeddings, lengths).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from curbench_env.envs.minivqa import model as M
+from curbench_env.envs.minivqa.world import WorldConfig, build_world
+
+from curbench_env.pipeline import curbench_home
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    """Stage-1 alignment (caption pretraining of the random-init model)."""
+
+    steps: int = 3000
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MiniVQAPreset:
+    """A world, a model and its alignment: everything that makes scores comparable."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    model: M.ModelConfig = field(default_factory=M.ModelConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        blob = json.dumps({"world": self.world.fingerprint(), "model": asdict(self.model),
+                           "stage1": asdict(self.stage1), "version": 1}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+PRESETS: dict[str, MiniVQAPreset] = {
+    "default": MiniVQAPreset(),
+    # For tests and quick looks: small pool, few benchmark items, short alignment.
+    "tiny": MiniVQAPreset(world=WorldConfig(pool_size=2_000, budget=200, eval_items_per_benchmark=25,
+                                            stage1_captions=4_000),
+                          stage1=Stage1Config(steps=150, batch_size=32)),
+}
+
+
+def world_dir(preset: MiniVQAPreset) -> Path:
+    """Where a preset's world lives."""
+    return curbench_home() / "minivqa" / preset.fingerprint()
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # concurrent envs (vector envs, sweeps) build it once
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_world(preset: MiniVQAPreset, log: Callable[[str], None] = print) -> Path:
+    """Build what is missing (idempotent, safe across processes); return the world directory."""
+    root = world_dir(preset)
+    if (root / "READY").exists():
+        return root
+    with _locked(root.parent / f"{root.name}.lock"):
+        if (root / "READY").exists():
+            return root
+        t0 = time.monotonic()
+        if not (root / "hidden" / "summary.json").exists():
+            log(f"building the MiniVQA world ({preset.world.pool_size} pool examples) in {root}")
+            build_world(preset.world, root)
+            write_image_files(root / "pool")
+        if not (root / "base_model" / "config.json").exists():
+            log("stage-1 alignment of the base model (once; cached)")
+            build_base_model(preset, root, log)
+        if not (root / "pool" / "signals" / "loss.npy").exists():
+            log("computing pool signals with the base model (loss, embeddings, lengths)")
+            compute_signals(root)
+        (root / "READY").write_text(json.dumps({"preset": asdict(preset), "seconds": time.monotonic() - t0}))
+        log(f"MiniVQA world ready in {time.monotonic() - t0:.0f}s")
+    return root
+
+
+def write_image_files(pool: Path) -> None:
+    """Write each pool picture as a PNG at its record's path (what `ls $POOL/images` shows)."""
+    from PIL import Image
+
+    images = np.load(pool / "images.npy")
+    index: dict[str, int] = json.loads((pool / "image_index.json").read_text())
+    for rel, row in index.items():
+        target = pool / "images" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[row]).save(target, optimize=False, compress_level=1)
+
+
+def _vocabulary_texts(root: Path) -> list[str]:
+    recs = json.loads((root / "pool" / "pool.json").read_text())
+    caps = [" ".join(p) for p in json.loads((root / "hidden" / "stage1_pairs.json").read_text())]
+    bench = [json.loads(line) for line in (root / "hidden" / "benchmarks.jsonl").read_text().splitlines()]
+    texts = [t["value"] for r in recs for t in r["conversations"]] + caps
+    texts += [f"{b['question']} {b['answer']}" for b in bench]
+    texts.append(f"{M.CHAT.user} {M.CHAT.assistant} Describe the image briefly.")
+    return texts
+
+
+def build_base_model(preset: MiniVQAPreset, root: Path, log: Callable[[str], None]) -> None:
+    """Random-init the tiny LLaVA, run stage-1 alignment on the caption corpus, save it."""
+    import torch
+
+    torch.set_num_threads(2)
+    tok = M.build_tokenizer(_vocabulary_texts(root))
+    model = M.build_model(preset.model, len(tok), tok.convert_tokens_to_ids("<image>"), tok.pad_token_id,
+                          preset.stage1.seed)
+    encoder = M.make_encoder(tok, preset.model)
+    hidden = root / "hidden"
+    M.stage1_align(model, encoder, np.load(hidden / "stage1_images.npy"),
+                   json.loads((hidden / "stage1_pairs.json").read_text()), steps=preset.stage1.steps,
+                   batch_size=preset.stage1.batch_size, lr=preset.stage1.learning_rate, seed=preset.stage1.seed,
+                   log=log)
+    tmp = root / "base_model.tmp"
+    M.save_base(model, tok, preset.model, tmp)
+    tmp.rename(root / "base_model")
+
+
+def compute_signals(root: Path) -> None:
+    """Per-example signals from the read-only base model, for the workspace tools."""
+    import torch
+    from curbench_env.envs.llava_pipeline import example_losses
+    from curbench_env.envs.minivqa.pipeline import MiniVQAPipeline
+
+    torch.set_num_threads(2)
+    p = MiniVQAPipeline(root)
+    p._load()
+    ids = list(p.records)
+    examples = [p.encode(i) for i in ids]
+    loss = example_losses(p.model, examples, M.image_loader(p.images), pad_id=p.pad_id)
+    with torch.no_grad():
+        img_emb = np.zeros((len(ids), p.cfg.vision_hidden), dtype=np.float32)
+        rows = [(k, e.image) for k, e in enumerate(examples) if e.image is not None]
+        vt = p.model.model.vision_tower
+        for start in range(0, len(rows), 512):
+            chunk = rows[start:start + 512]
+            px = M.pixel_tensor(p.images[[r for _, r in chunk]])
+            feats = vt(pixel_values=px).last_hidden_state[:, 1:].mean(1).numpy()
+            img_emb[[k for k, _ in chunk]] = feats
+        emb = p.model.get_input_embeddings().weight
+        txt_emb = np.zeros((len(ids), emb.shape[1]), dtype=np.float32)
+        for k, e in enumerate(examples):
+            toks = [t for t in e.input_ids if t != p.encoder.image_token_id]
+            txt_emb[k] = emb[toks].mean(0).numpy()
+    sig = root / "pool" / "signals"
+    sig.mkdir(exist_ok=True)
+    (sig / "ids.json").write_text(json.dumps(ids))
+    np.save(sig / "loss.npy", loss)
+    np.save(sig / "image_emb.npy", img_emb)
+    np.save(sig / "text_emb.npy", txt_emb)
+    np.save(sig / "n_tokens.npy", np.array([len(e.input_ids) for e in examples], dtype=np.int32))

@@ -1,0 +1,126 @@
+"""``Curation-MiniVQA-v0``: the CPU default world."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from curbench_env.envs.minivqa.pipeline import MiniRecipe, MiniVQAPipeline
+from curbench_env.envs.minivqa.setup import PRESETS, MiniVQAPreset, ensure_world
+from curbench_env.envs.minivqa.world import WorldConfig, audit_texts, image_key
+
+from curbench_env.audit import LeakageIndex
+from curbench_env.errors import TaskUnavailable
+from curbench_env.submission import PoolIndex, Selection, SubmissionRules
+from curbench_env.task import CurationTask
+
+
+class MiniVQATask(CurationTask):
+    """A synthetic LLaVA-style world where data curation matters, scored in seconds on a CPU.
+
+    The pool (default 20,000 records in LLaVA-665K's JSON format, mirroring its mix of
+    sources) carries realistic defects at per-source rates: wrong answers, image-text
+    mismatch, duplicates, blank pictures, verbose answers, off-task text chat, length
+    outliers. A tiny ``LlavaForConditionalGeneration`` (stage-1 aligned once and cached) is
+    LoRA-fine-tuned on each submission (default budget 1,000 = 5% of the pool) and scored on
+    eight held-out benchmarks (0-100, averaged).
+
+    Arguments: ``preset`` (``"default"`` or ``"tiny"``), ``pool_size``, ``budget``, ``seed``
+    (the world's seed), ``allow_rewrite`` (accept rewritten conversations).
+    """
+
+    name = "minivqa"
+    title = "MiniVQA: select a fine-tuning subset for a tiny LLaVA (CPU)"
+
+    def __init__(self, preset: str = "default", *, pool_size: int | None = None, budget: int | None = None,
+                 seed: int | None = None, allow_rewrite: bool = False) -> None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown MiniVQA preset {preset!r}; choose {', '.join(PRESETS)}")
+        base = PRESETS[preset]
+        world = base.world
+        changes: dict[str, Any] = {k: v for k, v in
+                                   {"pool_size": pool_size, "budget": budget, "seed": seed}.items() if v is not None}
+        if changes:
+            world = WorldConfig(**{**world.__dict__, **changes})
+        self.preset = MiniVQAPreset(world=world, model=base.model, stage1=base.stage1)
+        self.preset_name = preset
+        self.allow_rewrite = allow_rewrite
+        self._root: Path | None = None
+
+    def prepare(self) -> None:
+        if self._root is not None:
+            return
+        try:
+            import peft  # noqa: F401
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError as exc:
+            raise TaskUnavailable(
+                f"Curation-MiniVQA-v0 needs the 'minivqa' extra ({exc.name} is missing): "
+                "pip install 'curbench-env[minivqa]'"
+            ) from None
+        self._root = ensure_world(self.preset)
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            self.prepare()
+        assert self._root is not None
+        return self._root
+
+    @property
+    def pool_dir(self) -> Path:
+        return self.root / "pool"
+
+    @property
+    def rules(self) -> SubmissionRules:
+        return SubmissionRules(budget=self.preset.world.budget, formats=("jsonl", "json", "txt"),
+                               allow_rewrite=self.allow_rewrite)
+
+    @cached_property
+    def _records(self) -> dict[str, dict[str, Any]]:
+        return {r["id"]: r for r in json.loads((self.pool_dir / "pool.json").read_text())}
+
+    @property
+    def pool(self) -> PoolIndex:
+        return PoolIndex(list(self._records), self._records.get)
+
+    @cached_property
+    def leakage_index(self) -> LeakageIndex:
+        return LeakageIndex.load(self.root / "hidden" / "leakage_index.json")
+
+    @cached_property
+    def pipeline(self) -> MiniVQAPipeline:
+        return MiniVQAPipeline(self.root, MiniRecipe())
+
+    @cached_property
+    def _image_hashes(self) -> dict[str, str]:
+        import numpy as np
+
+        images = np.load(self.pool_dir / "images.npy", mmap_mode="r")
+        index = json.loads((self.pool_dir / "image_index.json").read_text())
+        return {path: image_key(np.asarray(images[row])) for path, row in index.items()}
+
+    def audit_items(self, selection: Selection):
+        for i in selection.ids:
+            rec = self._records[i]
+            conv = selection.rewrites.get(i, {}).get("conversations", rec["conversations"])
+            img = self._image_hashes.get(rec["image"]) if "image" in rec else None
+            yield i, img, audit_texts({"conversations": conv})
+
+    def tools_dir(self) -> Path:
+        return Path(str(resources.files("curbench_env.envs.minivqa") / "tools"))
+
+    def readme(self) -> str:
+        text = (resources.files("curbench_env.envs.minivqa") / "README_task.md").read_text()
+        w = self.preset.world
+        return (text.replace("{POOL_SIZE}", f"{w.pool_size:,}").replace("{BUDGET}", f"{w.budget:,}")
+                .replace("{PCT}", f"{100 * w.budget / w.pool_size:.0f}")
+                .replace("{REWRITE}", "allowed (full records with edited `conversations`)" if self.allow_rewrite
+                         else "not allowed in this variant"))
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "preset": self.preset_name, "world": self.preset.fingerprint()}

@@ -1,0 +1,222 @@
+"""Build a MiniVQA world from a seed: the pool (agent-visible), the benchmarks and the ground
+truth (hidden), and the stage-1 caption corpus. Deterministic: the same config gives the
+same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from curbench_env.envs.minivqa import sources as S
+from curbench_env.envs.minivqa.benchmarks import BENCHMARKS, make_items
+from curbench_env.envs.minivqa.scenes import corrupt, random_scene, render
+
+from curbench_env.audit import LeakageIndex, conversation_texts
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Sizes and seed of a world. Defaults: the user-facing ``Curation-MiniVQA-v0``."""
+
+    seed: int = 0
+    pool_size: int = 20_000
+    budget: int = 1_000
+    eval_items_per_benchmark: int = 100
+    stage1_captions: int = 30_000
+    defects: S.DefectRates = field(default_factory=S.DefectRates)
+
+    def fingerprint(self) -> str:
+        """Stable hash of everything that shapes the world's data."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def image_key(img: np.ndarray) -> str:
+    """Content hash of a picture's pixels (what the leakage audit compares)."""
+    return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()[:32]
+
+
+def _record(id_: str, image: str | None, turns: list[tuple[str, str, str]]) -> dict[str, Any]:
+    conv = []
+    for k, (q, a, _) in enumerate(turns):
+        conv.append({"from": "human", "value": f"<image>\n{q}" if (k == 0 and image) else q})
+        conv.append({"from": "gpt", "value": a})
+    rec: dict[str, Any] = {"id": id_}
+    if image:
+        rec["image"] = image
+    rec["conversations"] = conv
+    return rec
+
+
+def build_world(cfg: WorldConfig, out: Path) -> dict[str, Any]:
+    """Write ``out/pool`` (agent-visible) and ``out/hidden`` (harness only). Returns a summary."""
+    pool_dir, hidden = out / "pool", out / "hidden"
+    pool_dir.mkdir(parents=True, exist_ok=True)
+    hidden.mkdir(parents=True, exist_ok=True)
+    rng_eval = np.random.default_rng([cfg.seed, 1])
+    rng_pool = np.random.default_rng([cfg.seed, 2])
+    rng_cap = np.random.default_rng([cfg.seed, 3])
+
+    # 1. Benchmarks first: their pictures go into the leakage index.
+    index = LeakageIndex()
+    bench_images, bench_rows = [], []
+    for bench in BENCHMARKS:
+        for item in make_items(bench, cfg.eval_items_per_benchmark, rng_eval):
+            img = render(item.scene, rng_eval)
+            index.add_image(image_key(img))
+            bench_rows.append({"benchmark": bench.name, "image": len(bench_images), "question": item.question,
+                               "answer": item.answer})
+            bench_images.append(img)
+    np.save(hidden / "bench_images.npy", np.stack(bench_images))
+    _write_jsonl(hidden / "benchmarks.jsonl", bench_rows)
+    index.save(hidden / "leakage_index.json")
+
+    # 2. The pool.
+    records, truth, images = _build_pool(cfg, rng_pool, index)
+    np.save(pool_dir / "images.npy", np.stack(images))
+    with open(pool_dir / "pool.json", "w") as fh:
+        json.dump(records, fh)
+    _write_jsonl(hidden / "ground_truth.jsonl", truth)
+    image_paths = [r.get("image") for r in records]
+    (pool_dir / "image_index.json").write_text(json.dumps({p: k for k, p in enumerate(dict.fromkeys(
+        p for p in image_paths if p))}))
+
+    # 3. Stage-1 corpus (LLaVA's pretraining stage, scaled down): separate scenes, mostly
+    #    captions, some free-form questions answered in full sentences (the base LM's
+    #    "pretrained knowledge"); never in the benchmarks' short-answer formats.
+    pairs, cap_images = [], []
+    for _ in range(cfg.stage1_captions):
+        scene = random_scene(rng_cap, sign_prob=0.25)
+        cap_images.append(render(scene, rng_cap))
+        pairs.append(stage1_pair(scene, rng_cap))
+    np.save(hidden / "stage1_images.npy", np.stack(cap_images))
+    (hidden / "stage1_pairs.json").write_text(json.dumps(pairs))
+
+    summary = {"config": asdict(cfg), "pool": len(records), "benchmark_items": len(bench_rows),
+               "defective": sum(bool(t["defects"]) for t in truth)}
+    (hidden / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+_CAPTION_PROMPTS = ("Describe the image briefly.", "What is in the picture?", "Give a short caption.",
+                    "Summarize the visual content of the image.")
+
+
+def stage1_pair(scene, rng: np.random.Generator) -> list[str]:
+    """One (prompt, response) pair of the stage-1 corpus."""
+    from curbench_env.envs.minivqa import questions as Q
+
+    if rng.random() < 0.5:
+        return [str(rng.choice(_CAPTION_PROMPTS)), scene.caption()]
+    kinds = [Q.colour_q, Q.shape_q, Q.where_q, Q.count_q, Q.size_q, Q.relation_q, Q.exist_q, Q.word_q]
+    for _ in range(20):
+        qa = kinds[int(rng.integers(len(kinds)))](scene, rng)
+        if qa:
+            return [qa[0], Q.sentence_answer(qa[0], qa[1])]
+    return [str(rng.choice(_CAPTION_PROMPTS)), scene.caption()]
+
+
+def _build_pool(cfg: WorldConfig, rng: np.random.Generator, index: LeakageIndex):
+    names = list(S.SOURCES)
+    shares = np.array([S.SOURCES[n].share for n in names])
+    rates = cfg.defects
+    n_dups = int(cfg.pool_size * (rates.exact_duplicate + rates.near_duplicate))
+    n_base = cfg.pool_size - n_dups
+    drafts: list[S.Draft] = []
+    while len(drafts) < n_base:
+        source = names[int(rng.choice(len(names), p=shares / shares.sum()))]
+        spec = S.SOURCES[source]
+        scene = random_scene(rng, sign_prob=spec.sign_prob) if spec.image_dir else None
+        d = S.draft(source, scene, rng)
+        if d is None:
+            continue
+        S.corrupt_answers(d, spec, rng)
+        if spec.image_dir:
+            u = rng.random()
+            if u < rates.mismatch:
+                d.image_scene = random_scene(rng, sign_prob=spec.sign_prob)
+                d.defects.append("image_mismatch")
+            elif u < rates.mismatch + rates.blank_image:
+                d.image_defect = "blank" if rng.random() < 0.5 else "noise"
+                d.defects.append("corrupt_image")
+        if source == "conv" and rng.random() < rates.length_outlier:
+            S.make_long(d, rng)
+        drafts.append(d)
+
+    records, truth, images = [], [], []
+    counters: dict[str, int] = {}
+    used_ids: set[str] = set()
+
+    def new_id(source: str) -> str:
+        while True:
+            if source == "text":
+                id_ = hashlib.sha1(rng.bytes(8)).hexdigest()[:7] + "_0"
+            elif source == "region":
+                id_ = f"VG_100K/{int(rng.integers(1, 2_400_000))}"
+            elif source in ("gqa", "ocr"):
+                id_ = str(int(rng.integers(10**8, 10**10)))
+            elif source == "textcaps":
+                id_ = hashlib.sha1(rng.bytes(8)).hexdigest()[:16]
+            else:
+                id_ = f"{int(rng.integers(1, 600_000)):012d}"
+            if id_ not in used_ids:
+                used_ids.add(id_)
+                return id_
+
+    def image_for(d: S.Draft, id_: str) -> str | None:
+        spec = S.SOURCES[d.source]
+        if spec.image_dir is None:
+            return None
+        if d.image_defect:
+            img = corrupt(d.image_defect, rng)
+        else:
+            img = render(d.image_scene or d.scene, rng)  # type: ignore[arg-type]
+        if image_key(img) in index.image_hashes:  # contamination control at build time
+            img = render(random_scene(rng, sign_prob=spec.sign_prob), rng)
+        counters[d.source] = counters.get(d.source, 0) + 1
+        stem = id_.split("/")[-1] if d.source == "region" else id_
+        images.append(img)
+        return f"{spec.image_dir}/{stem}.png"
+
+    for d in drafts:
+        id_ = new_id(d.source)
+        records.append(_record(id_, image_for(d, id_), d.turns))
+        truth.append({"id": id_, "source": d.source, "defects": d.defects,
+                      "caption": d.scene.caption() if d.scene else None})
+
+    # Duplicates: exact copies (new id, same picture and text) and near copies (picture
+    # re-rendered with new jitter, question lightly edited).
+    originals = [k for k, d in enumerate(drafts) if d.source != "text"]
+    n_exact = int(cfg.pool_size * rates.exact_duplicate)
+    for j in range(n_dups):
+        k = originals[int(rng.integers(len(originals)))]
+        d, rec = drafts[k], records[k]
+        id_ = new_id(d.source)
+        if j < n_exact:
+            dup = dict(rec, id=id_)
+            kind = "exact_duplicate"
+        else:
+            turns = [(S.near_duplicate_question(q, rng), a, kind_) for q, a, kind_ in d.turns]
+            dup = _record(id_, image_for(d, id_), turns)
+            kind = "near_duplicate"
+        records.append(dup)
+        truth.append({"id": id_, "source": d.source, "defects": d.defects + [kind], "duplicate_of": rec["id"],
+                      "caption": d.scene.caption() if d.scene else None})
+
+    order = rng.permutation(len(records))
+    return [records[k] for k in order], [truth[k] for k in order], images
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+
+
+def audit_texts(record: dict[str, Any]) -> list[str]:
+    """Texts of a pool record the leakage audit checks."""
+    return conversation_texts(record)

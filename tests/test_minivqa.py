@@ -1,0 +1,156 @@
+"""The MiniVQA world: generator, defects, benchmarks, model, pipeline, tools and the env id.
+
+Uses the ``tiny`` preset (small pool, short alignment), built once per test session.
+"""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from curbench_env.envs.minivqa.scenes import random_scene, render  # noqa: E402
+from curbench_env.envs.minivqa.world import WorldConfig, build_world  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """The tiny preset's world, built once (world, stage-1 model, signals)."""
+    import os
+
+    home = tmp_path_factory.getbasetemp() / "curbench-home"
+    old = os.environ.get("CURBENCH_HOME")
+    os.environ["CURBENCH_HOME"] = str(home)
+    try:
+        from curbench_env.envs.minivqa.setup import PRESETS, ensure_world
+
+        return ensure_world(PRESETS["tiny"], log=lambda m: None)
+    finally:
+        if old is None:
+            os.environ.pop("CURBENCH_HOME", None)
+        else:
+            os.environ["CURBENCH_HOME"] = old
+
+
+def test_world_is_deterministic_for_a_seed(tmp_path):
+    cfg = WorldConfig(pool_size=300, eval_items_per_benchmark=5, stage1_captions=10)
+    build_world(cfg, tmp_path / "a")
+    build_world(cfg, tmp_path / "b")
+    for rel in ("pool/pool.json", "hidden/ground_truth.jsonl", "hidden/benchmarks.jsonl"):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    assert np.array_equal(np.load(tmp_path / "a/pool/images.npy"), np.load(tmp_path / "b/pool/images.npy"))
+
+
+def test_records_are_in_llava_665k_format(tiny_world):
+    records = json.loads((tiny_world / "pool" / "pool.json").read_text())
+    prefixes = {r["image"].split("/")[0] for r in records if "image" in r}
+    assert prefixes == {"coco", "gqa", "ocr_vqa", "textvqa", "vg"}
+    assert any("image" not in r for r in records)  # text-only (ShareGPT-like)
+    for r in records[:200]:
+        conv = r["conversations"]
+        assert [t["from"] for t in conv] == ["human", "gpt"] * (len(conv) // 2)
+        if "image" in r:
+            assert conv[0]["value"].startswith("<image>\n")
+            assert (tiny_world / "pool" / "images" / r["image"]).exists()
+
+
+def test_ground_truth_records_every_defect_kind_and_stays_hidden(tiny_world):
+    truth = [json.loads(line) for line in (tiny_world / "hidden" / "ground_truth.jsonl").read_text().splitlines()]
+    kinds = {d for t in truth for d in t["defects"]}
+    assert kinds >= {"wrong_answer", "image_mismatch", "exact_duplicate", "near_duplicate", "corrupt_image",
+                     "bad_format", "off_task", "length_outlier"}
+    assert not any(p.name.startswith(("ground_truth", "benchmarks")) for p in (tiny_world / "pool").rglob("*"))
+
+
+def test_benchmarks_are_eight_and_not_in_the_pool(tiny_world):
+    from curbench_env.envs.minivqa.world import image_key
+
+    from curbench_env.audit import LeakageIndex
+
+    bench = [json.loads(line) for line in (tiny_world / "hidden" / "benchmarks.jsonl").read_text().splitlines()]
+    assert len({b["benchmark"] for b in bench}) == 8
+    index = LeakageIndex.load(tiny_world / "hidden" / "leakage_index.json")
+    pool_images = np.load(tiny_world / "pool" / "images.npy")
+    assert not {image_key(img) for img in pool_images} & index.image_hashes
+
+
+def test_scene_rendering_shows_the_caption():
+    rng = np.random.default_rng(0)
+    scene = random_scene(rng)
+    img = render(scene, rng)
+    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+    assert len({tuple(p) for p in img.reshape(-1, 3)}) > 1  # not blank
+
+
+def test_pipeline_is_deterministic_and_scores_eight_benchmarks(tiny_world):
+    from curbench_env.envs.minivqa.pipeline import MiniVQAPipeline
+
+    from curbench_env.submission import Selection
+
+    p = MiniVQAPipeline(tiny_world)
+    ids = [r["id"] for r in json.loads((tiny_world / "pool" / "pool.json").read_text())][:64]
+    a = p.run(Selection(ids=ids), tiny_world / "w1", seed=1)
+    b = p.run(Selection(ids=ids), tiny_world / "w2", seed=1)
+    assert a.scores == b.scores and len(a.scores) == 8
+    assert all(0 <= v <= 100 for v in a.scores.values())
+    assert "step" in a.train_log and a.eval_log.count("\n") == sum(1 for _ in (tiny_world / "hidden" / "benchmarks.jsonl").open())
+
+
+def test_signals_cover_the_pool(tiny_world):
+    sig = tiny_world / "pool" / "signals"
+    ids = json.loads((sig / "ids.json").read_text())
+    assert len(np.load(sig / "loss.npy")) == len(ids) == len(np.load(sig / "image_emb.npy"))
+    assert np.isfinite(np.load(sig / "loss.npy")).all()
+
+
+@pytest.fixture
+def tiny_env(tiny_world, tmp_path, monkeypatch):
+    import curbench_env  # noqa: F401
+
+    env = gym.make("Curation-MiniVQA-v0", task_kwargs={"preset": "tiny"}, run_root=tmp_path / "runs",
+                   iteration_budget=2)
+    yield env
+    env.close()
+
+
+def test_env_id_runs_a_scripted_submission(tiny_env):
+    from curbench_env.agents.scripted import SinglePolicyAgent
+
+    from curbench_env.runner import run_episode
+
+    summary = run_episode(tiny_env, SinglePolicyAgent("top_loss"), seed=0, progress=False)
+    assert summary["iterations"] == 1
+    it = tiny_env.unwrapped.history[0]
+    assert it["n_examples"] == 200 and len(it["scores"]) == 8
+
+
+def test_workspace_tools_run_inside_the_sandbox(tiny_env):
+    obs, _ = tiny_env.reset(seed=0)
+    assert "pool-stats" in obs["output"]
+    obs, *_ = tiny_env.step("pool-stats")
+    assert "image path prefix" in obs["output"] and obs["exit_code"] == 0
+    obs, *_ = tiny_env.step("pool-show $(python3 -c \"import json;print(json.load(open('$POOL/pool.json'))[0]['id'])\")")
+    assert '"conversations"' in obs["output"]
+    obs, *_ = tiny_env.step("python3 -c \"import numpy as np; print(np.load('$POOL/signals/loss.npy').shape)\"")
+    assert obs["output"].strip().startswith("(")
+    obs, *_ = tiny_env.step("cat $POOL/../hidden/ground_truth.jsonl")
+    assert obs["exit_code"] != 0 and '"defects"' not in obs["output"]
+
+
+def test_check_env_passes_through_gym_make(tiny_world, tmp_path):
+    from gymnasium.utils.env_checker import check_env
+
+    import curbench_env  # noqa: F401
+
+    env = gym.make("Curation-MiniVQA-v0", task_kwargs={"preset": "tiny"}, run_root=tmp_path / "runs",
+                   render_mode="ansi")
+    env.unwrapped.action_space.seed(0)
+    try:
+        check_env(env.unwrapped)
+    finally:
+        env.close()
