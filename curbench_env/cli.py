@@ -16,7 +16,7 @@ from rich.table import Table
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Curation-Bench as a Gymnasium environment: curate training data through a terminal.")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Env id (see `curbench list`).")]
 SeedOpt = Annotated[int, typer.Option(help="Episode seed (fixes the training seed).")]

@@ -306,8 +306,8 @@ class CurationEnv(gym.Env):
         budget = self.config.iteration_budget
         return (
             f"# {self.env_id}: data-curation session\n"
-            f"Workspace: {self.workspace.root if self.workspace else '/workspace'} (your files); "
-            f"pool (read-only): {self.workspace.pool_path if self.workspace else '/pool'}.\n"
+            "Your workspace is the current directory ($WORKSPACE, your files persist); "
+            "the candidate pool is read-only at $POOL.\n"
             f"Submit with `submit PATH [--note TEXT]` ({self.task.rules.describe()}). "
             f"You have {budget} scored submissions; refused submissions cost none. "
             f"Run `done` to finish.\n"

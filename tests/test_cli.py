@@ -1,0 +1,41 @@
+"""The `curbench` CLI: user errors are one clear line; inspect reads a run directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def curbench(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "curbench_env.cli", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_list_shows_the_ids():
+    out = curbench("list")
+    assert out.returncode == 0 and "Curation-MiniVQA-v0" in out.stdout
+
+
+def test_unknown_env_is_one_line_not_a_traceback():
+    out = curbench("run", "--env", "Curation-Nope-v0")
+    assert out.returncode == 2 and "unknown env" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_unknown_agent_is_one_line():
+    out = curbench("run", "--agent", "scripted:nope")
+    assert out.returncode == 2 and "unknown scripted agent" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_inspect_a_directory_that_is_not_a_run(tmp_path):
+    out = curbench("inspect", str(tmp_path))
+    assert out.returncode == 2 and "not a curbench run directory" in out.stderr
+
+
+def test_inspect_shows_the_iterations_of_a_run(make_env, tmp_path):
+    env = make_env()
+    env.reset(seed=0)
+    env.step("printf 'ex0001\\nex0003\\n' > p.txt && submit p.txt --note two")
+    env.close()
+    out = curbench("inspect", str(env.run_dir))
+    assert out.returncode == 0, out.stderr
+    assert "p.txt" in out.stdout and "alpha" in out.stdout
