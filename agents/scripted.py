@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 SCRIPTS = ("_common.py", "random_subset.py", "source_balanced.py", "format_filter.py", "dedup_diversity.py",
-           "top_loss.py")
+           "top_loss.py", "quality_mix.py")
 
 #: name → (script, extra arguments, the note sent with the submission)
 POLICIES: dict[str, tuple[str, str, str]] = {
@@ -20,6 +20,7 @@ POLICIES: dict[str, tuple[str, str, str]] = {
     "format_filter": ("format_filter.py", "", "length/format filter: drop chat, off-format answers, p95 length"),
     "dedup_diversity": ("dedup_diversity.py", "", "dedup + k-center diversity on base-model embeddings"),
     "top_loss": ("top_loss.py", "", "EL2N-style top-loss with a per-source p95 loss noise filter"),
+    "quality_mix": ("quality_mix.py", "", "format/length/dedup/odd-picture filters + p95 loss filter + balanced top-loss"),
 }
 
 
@@ -102,9 +103,9 @@ class CuratorAgent(ScriptedAgent):
             self.submit_command("dedup_diversity"),
             self.submit_command("top_loss"),
             self.submit_command("top_loss", "--noise-pct 90", "_p90"),
-            self.submit_command("top_loss", "--noise-pct 98", "_p98"),
-            self.submit_command("format_filter", "--max-pct 90", "_p90"),
-            self.submit_command("top_loss", "--no-balance", "_unbalanced"),
+            self.submit_command("quality_mix"),
+            self.submit_command("quality_mix", "--noise-pct 90", "_p90"),
+            self.submit_command("quality_mix", "--odd-pct 95", "_odd95"),
             "done",
         ]
 

@@ -1,0 +1,41 @@
+"""Filters stacked, then EL2N-style top-loss inside a balanced mix: drop text-only chat,
+off-format answers, length outliers, exact duplicates and broken pictures (image embeddings
+far from every source's typical picture), drop the per-source p95 of base-model loss as
+label noise, then fill the budget round-robin over sources, highest remaining loss first."""
+import numpy as np
+from _common import answer_words, args, balanced, format_ok, group_of, load_pool, signal, write
+
+a = args({"--noise-pct": {"type": float, "default": 95.0}, "--odd-pct": {"type": float, "default": 97.0}})
+pool = [r for r in load_pool() if "image" in r]
+ids_sig, loss = signal("loss.npy")
+_, img = signal("image_emb.npy")
+row = {i: k for k, i in enumerate(ids_sig)}
+lengths = np.array([answer_words(r) for r in pool])
+cap = np.percentile(lengths, 95)
+seen, kept = set(), []
+for r, n in zip(pool, lengths, strict=True):
+    key = (r["image"].split("/")[0], " ".join(t["value"] for t in r["conversations"]).lower())
+    if key in seen or not format_ok(r) or n > cap:
+        continue
+    seen.add(key)
+    kept.append(r)
+groups = {r["id"]: group_of(r) for r in kept}
+# Broken pictures: far from the mean picture embedding of their image source.
+E = np.stack([img[row[r["id"]]] for r in kept])
+src = np.array([r["image"].split("/")[0] for r in kept])
+odd = np.zeros(len(kept), dtype=bool)
+for s in set(src):
+    m = src == s
+    d = np.linalg.norm(E[m] - E[m].mean(0), axis=1)
+    odd[np.where(m)[0]] = d > np.percentile(d, a.odd_pct)
+lv = np.array([loss[row[r["id"]]] for r in kept])
+keep = []
+for g in set(groups.values()):
+    members = [k for k, r in enumerate(kept) if groups[r["id"]] == g and not odd[k]]
+    if not members:
+        continue
+    cut = np.percentile(lv[members], a.noise_pct)
+    keep += [k for k in members if lv[k] <= cut]
+ranked = [kept[k]["id"] for k in sorted(keep, key=lambda k: -lv[k])]
+print(f"{len(kept)} after format/length/dedup filters, {int(odd.sum())} odd pictures, {len(keep)} after the loss filter")
+write(balanced(groups, ranked, a.budget), a.out)
