@@ -21,6 +21,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from curbench_env.envs.minivqa.task import MiniVQATask
+
     from curbench_env.pipeline import ResultCache
     from curbench_env.submission import Selection
 

@@ -124,7 +124,7 @@ def run(
     console.print(f"[bold]{env}[/] · agent {agent} · seed {seed} · preparing (first use builds the world) ...")
     e = _make_env(env, backend, run_dir, iterations, scaffold, **kwargs)
     try:
-        e.unwrapped.extra_config = {"agent": agent, "scaffolds": scaffold or []}
+        e.unwrapped.run_metadata["agent"] = agent
         summary = run_episode(e, policy, seed=seed, console=console)
     finally:
         e.close()
@@ -250,6 +250,19 @@ def baselines(
     out.write_text(json.dumps(result, indent=2))
     print_table(result, console)
     console.print(f"written to {out}")
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to compare.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("report"),
+    judge: Annotated[str | None, typer.Option(help="litellm model for the optional LLM judge.")] = None,
+) -> None:
+    """Plots (score per iteration, per benchmark, diagnostics) and a Markdown/HTML table across runs."""
+    from curbench_env.report import write_report
+
+    files = write_report(run_dirs, out, judge_model=judge)
+    console.print("wrote " + ", ".join(str(f) for f in files))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -124,6 +124,13 @@ class CurationEnv(gym.Env):
         self._resume_from = Path(resume_from) if resume_from else None
         self._run_root = Path(run_root) if run_root else None
         self._workspace_kwargs = dict(workspace_kwargs or {})
+        #: Checks run on each parsed submission before training (wrappers add scaffold rules
+        #: here). Each gets (selection, request, env) and raises SubmissionError to refuse.
+        self.submission_validators: list[Any] = []
+        #: Text scaffolds add to what the agent is told (also passed to policies via info).
+        self.scaffold_prompt: str = ""
+        #: Extra facts recorded in config.json (the agent, the scaffolds applied).
+        self.run_metadata: dict[str, Any] = {}
 
         budget = self.config.iteration_budget
         self.action_space = spaces.Text(ACTION_MAX_CHARS, min_length=0, charset=CHARSET)
@@ -267,7 +274,7 @@ class CurationEnv(gym.Env):
     def _run_config(self) -> dict[str, Any]:
         return {"env_id": self.env_id, "task": self.task_ref, "task_kwargs": self.task_kwargs,
                 "task_info": self.task.describe(), "episode": self.config.to_dict(), "seed": self.seed_value,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **self.run_metadata}
 
     def _start_workspace(self) -> None:
         assert self.run is not None
@@ -334,7 +341,10 @@ class CurationEnv(gym.Env):
             "base_score": self.base.average if self.base else None,
             "best_score": self.best_score,
             "best_iteration": self.best_iteration,
+            "submission_budget": self.task.rules.budget,
         }
+        if self.scaffold_prompt:
+            info["scaffold_prompt"] = self.scaffold_prompt
         if submission is not None:
             info["submission"] = submission
             if submission.get("status") == "scored":
@@ -379,6 +389,8 @@ class CurationEnv(gym.Env):
         try:
             selection = parse_submission(host_path, self.task.rules, self.task.pool, shown_as=shown)
             selection.note = str(req.get("note") or "")
+            for validate in self.submission_validators:
+                validate(selection, req, self)
             report = self.task.audit(selection)
             from curbench_env.audit import LeakageAudit
 

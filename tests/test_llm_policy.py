@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("litellm")
 
 from curbench_env.agents.llm import LiteLLMPolicy  # noqa: E402
+
 from curbench_env.runner import run_episode  # noqa: E402
 
 PICK = ("python3 -c \"import json,os; rs=[json.loads(l) for l in open(os.environ['POOL']+'/pool.jsonl')]; "

@@ -8,8 +8,13 @@ import gymnasium as gym
 
 from curbench_env.errors import CurbenchError
 
-#: Scaffold name → wrapper class path. Filled as scaffolds land.
-SCAFFOLDS: dict[str, str] = {}
+#: Scaffold name → wrapper class path (what `curbench run --scaffold NAME` applies).
+SCAFFOLDS: dict[str, str] = {
+    "strategy-guide": "curbench_env.wrappers.scaffolds:StrategyGuideWrapper",
+    "skill-cards": "curbench_env.wrappers.scaffolds:SkillCardsWrapper",
+    "adapt-papers": "curbench_env.wrappers.scaffolds:AdaptPapersWrapper",
+    "hypothesis-ledger": "curbench_env.wrappers.scaffolds:HypothesisLedgerWrapper",
+}
 
 
 def wrap_scaffold(env: gym.Env, name: str, **kwargs: Any) -> gym.Env:
@@ -21,3 +26,16 @@ def wrap_scaffold(env: gym.Env, name: str, **kwargs: Any) -> gym.Env:
 
     module, _, cls = SCAFFOLDS[name].partition(":")
     return getattr(importlib.import_module(module), cls)(env, **kwargs)
+
+
+from curbench_env.wrappers.scaffolds import (  # noqa: E402
+    AdaptPapersWrapper,
+    HypothesisLedgerWrapper,
+    IterationBudget,
+    SkillCardsWrapper,
+    StrategyGuideWrapper,
+    parse_declaration,
+)
+
+__all__ = ["AdaptPapersWrapper", "HypothesisLedgerWrapper", "IterationBudget", "SCAFFOLDS", "SkillCardsWrapper",
+           "StrategyGuideWrapper", "parse_declaration", "wrap_scaffold"]

@@ -24,7 +24,7 @@ from curbench_env.pipeline import curbench_home
 class Stage1Config:
     """Stage-1 alignment (caption pretraining of the random-init model)."""
 
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 64
     learning_rate: float = 2e-3
     seed: int = 0
@@ -42,7 +42,7 @@ class MiniVQAPreset:
         import hashlib
 
         blob = json.dumps({"world": self.world.fingerprint(), "model": asdict(self.model),
-                           "stage1": asdict(self.stage1), "version": 1}, sort_keys=True)
+                           "stage1": asdict(self.stage1), "version": 2}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

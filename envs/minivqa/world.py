@@ -106,17 +106,27 @@ _CAPTION_PROMPTS = ("Describe the image briefly.", "What is in the picture?", "G
                     "Summarize the visual content of the image.")
 
 
+#: Stage-1's own brevity instruction: the base model learns to follow *an* answer-format
+#: instruction, but not the benchmarks' ones (those come only from fine-tuning data).
+STAGE1_BRIEF = "Reply briefly."
+
+
 def stage1_pair(scene, rng: np.random.Generator) -> list[str]:
-    """One (prompt, response) pair of the stage-1 corpus."""
+    """One (prompt, response) pair of the stage-1 corpus: a caption, or a question about the
+    picture answered in a full sentence or (after :data:`STAGE1_BRIEF`) in a word."""
     from curbench_env.envs.minivqa import questions as Q
 
-    if rng.random() < 0.5:
+    u = rng.random()
+    if u < 0.4:
         return [str(rng.choice(_CAPTION_PROMPTS)), scene.caption()]
-    kinds = [Q.colour_q, Q.shape_q, Q.where_q, Q.count_q, Q.size_q, Q.relation_q, Q.exist_q, Q.word_q]
+    kinds = [Q.colour_q, Q.shape_q, Q.where_q, Q.count_q, Q.size_q, Q.relation_q, Q.exist_q,
+             Q.attribute_check_q, Q.word_q]
     for _ in range(20):
         qa = kinds[int(rng.integers(len(kinds)))](scene, rng)
         if qa:
-            return [qa[0], Q.sentence_answer(qa[0], qa[1])]
+            if u < 0.7:
+                return [qa[0], Q.sentence_answer(qa[0], qa[1])]
+            return [f"{qa[0]} {STAGE1_BRIEF}", qa[1]]
     return [str(rng.choice(_CAPTION_PROMPTS)), scene.caption()]
 
 
