@@ -20,7 +20,7 @@ POLICIES: dict[str, tuple[str, str, str]] = {
     "format_filter": ("format_filter.py", "", "length/format filter: drop chat, off-format answers, p95 length"),
     "dedup_diversity": ("dedup_diversity.py", "", "dedup + k-center diversity on base-model embeddings"),
     "top_loss": ("top_loss.py", "", "EL2N-style top-loss with a per-source p95 loss noise filter"),
-    "quality_mix": ("quality_mix.py", "", "format/length/dedup/odd-picture filters + p95 loss filter + balanced top-loss"),
+    "quality_mix": ("quality_mix.py", "", "format/length/dedup/odd-picture filters + per-source p70 loss noise filter, balanced"),
 }
 
 
@@ -104,8 +104,8 @@ class CuratorAgent(ScriptedAgent):
             self.submit_command("top_loss"),
             self.submit_command("top_loss", "--noise-pct 90", "_p90"),
             self.submit_command("quality_mix"),
-            self.submit_command("quality_mix", "--noise-pct 90", "_p90"),
-            self.submit_command("quality_mix", "--odd-pct 95", "_odd95"),
+            self.submit_command("quality_mix", "--noise-pct 60", "_p60"),
+            self.submit_command("quality_mix", "--noise-pct 80", "_p80"),
             "done",
         ]
 

@@ -155,6 +155,11 @@ def resume(
     env = gym.make(cfg["env_id"], resume_from=run_dir, backend=backend, disable_env_checker=True,
                    task_kwargs=cfg.get("task_kwargs") or {}, iteration_budget=episode["iteration_budget"],
                    max_steps=episode["max_steps"], reward_mode=episode["reward_mode"])
+    from curbench_env.wrappers import wrap_scaffold
+
+    for name in cfg.get("scaffolds") or []:
+        env = wrap_scaffold(env, name)
+    env.unwrapped.run_metadata["agent"] = agent
     try:
         summary = run_episode(env, policy, console=console, resume=True)
     finally:

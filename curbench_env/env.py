@@ -311,6 +311,7 @@ class CurationEnv(gym.Env):
 
     def _welcome(self) -> str:
         budget = self.config.iteration_budget
+        base = f"{self.base.average:.2f}" if self.base else "n/a"
         return (
             f"# {self.env_id}: data-curation session\n"
             "Your workspace is the current directory ($WORKSPACE, your files persist); "
@@ -318,7 +319,7 @@ class CurationEnv(gym.Env):
             f"Submit with `submit PATH [--note TEXT]` ({self.task.rules.describe()}). "
             f"You have {budget} scored submissions; refused submissions cost none. "
             f"Run `done` to finish.\n"
-            f"Base model (no fine-tuning): average {self.base.average:.2f}" if self.base else ""
+            f"Base model (no fine-tuning): average {base}"
         )
 
     def _obs(self, output: str, exit_code: int) -> dict[str, Any]:

@@ -154,3 +154,24 @@ def test_check_env_passes_through_gym_make(tiny_world, tmp_path):
         check_env(env.unwrapped)
     finally:
         env.close()
+
+
+@pytest.mark.slow
+def test_main_job_cli_runs_a_session_and_prints_the_table(tiny_world, tmp_path):
+    """`curbench run` (the README's first command) with the default scripted agent, at tiny scale."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CURBENCH_HOME": str(tiny_world.parent.parent)}
+    out = subprocess.run([sys.executable, "-m", "curbench_env.cli", "run", "--env", "Curation-MiniVQA-v0",
+                          "--preset", "tiny", "--iterations", "2", "--run-dir", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "run directory" in out.stdout and "average" in out.stdout
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["agent"] == "curator"
+    assert len(list((tmp_path / "run" / "iterations").iterdir())) == 2
+    listing = subprocess.run([sys.executable, "-m", "curbench_env.cli", "inspect", str(tmp_path / "run")],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert listing.returncode == 0 and "picks_random" in listing.stdout

@@ -1,11 +1,12 @@
-"""Filters stacked, then EL2N-style top-loss inside a balanced mix: drop text-only chat,
-off-format answers, length outliers, exact duplicates and broken pictures (image embeddings
-far from every source's typical picture), drop the per-source p95 of base-model loss as
-label noise, then fill the budget round-robin over sources, highest remaining loss first."""
+"""Filters stacked inside a balanced mix: drop text-only chat, off-format answers, length
+outliers, exact duplicates and broken pictures (image embeddings far from their source's
+typical picture), drop the per-source top of base-model loss as label noise (default: above
+p70), then fill the budget round-robin over sources, in random order or highest loss first."""
 import numpy as np
 from _common import answer_words, args, balanced, format_ok, group_of, load_pool, signal, write
 
-a = args({"--noise-pct": {"type": float, "default": 95.0}, "--odd-pct": {"type": float, "default": 97.0}})
+a = args({"--noise-pct": {"type": float, "default": 70.0}, "--odd-pct": {"type": float, "default": 97.0},
+          "--order": {"choices": ["random", "loss"], "default": "random"}})
 pool = [r for r in load_pool() if "image" in r]
 ids_sig, loss = signal("loss.npy")
 _, img = signal("image_emb.npy")
@@ -36,6 +37,10 @@ for g in set(groups.values()):
         continue
     cut = np.percentile(lv[members], a.noise_pct)
     keep += [k for k in members if lv[k] <= cut]
-ranked = [kept[k]["id"] for k in sorted(keep, key=lambda k: -lv[k])]
+if a.order == "loss":
+    keep.sort(key=lambda k: -lv[k])
+else:
+    keep = [keep[k] for k in np.random.default_rng(a.seed).permutation(len(keep))]
+ranked = [kept[k]["id"] for k in keep]
 print(f"{len(kept)} after format/length/dedup filters, {int(odd.sum())} odd pictures, {len(keep)} after the loss filter")
 write(balanced(groups, ranked, a.budget), a.out)

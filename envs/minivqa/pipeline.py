@@ -26,7 +26,7 @@ class MiniRecipe:
     """MiniVQA's fixed recipe: LLaVA-1.5's LoRA recipe scaled to a 0.4M-parameter model."""
 
     lora: LoraRecipe = field(default_factory=lambda: LoraRecipe(
-        epochs=6.0, batch_size=32, learning_rate=5e-4, projector_lr=1e-4, lora_r=32, lora_alpha=64,
+        epochs=6.0, batch_size=32, learning_rate=5e-4, projector_lr=5e-5, lora_r=32, lora_alpha=64,
         lora_dropout=0.0, warmup_ratio=0.03, max_length=160, min_steps=30))
     eval_batch_size: int = 200
     max_new_tokens: int = 12

@@ -24,7 +24,7 @@ from curbench_env.pipeline import curbench_home
 class Stage1Config:
     """Stage-1 alignment (caption pretraining of the random-init model)."""
 
-    steps: int = 2000
+    steps: int = 4000
     batch_size: int = 64
     learning_rate: float = 2e-3
     seed: int = 0
