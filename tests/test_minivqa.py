@@ -163,7 +163,7 @@ def test_main_job_cli_runs_a_session_and_prints_the_table(tiny_world, tmp_path):
     import subprocess
     import sys
 
-    env = {**os.environ, "CURBENCH_HOME": str(tiny_world.parent.parent)}
+    env = {**os.environ, "CURBENCH_HOME": str(tiny_world.parent.parent), "COLUMNS": "250"}
     out = subprocess.run([sys.executable, "-m", "curbench_env.cli", "run", "--env", "Curation-MiniVQA-v0",
                           "--preset", "tiny", "--iterations", "2", "--run-dir", str(tmp_path / "run")],
                          capture_output=True, text=True, timeout=600, env=env)
