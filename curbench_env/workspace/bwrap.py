@@ -18,7 +18,7 @@ from pathlib import Path
 
 from curbench_env.errors import WorkspaceError
 from curbench_env.workspace.base import SANDBOX_BIN, SANDBOX_POOL, SANDBOX_UID, SANDBOX_WORKSPACE, Mount
-from curbench_env.workspace.shell import PersistentShell, descendants, kill_all, process_table
+from curbench_env.workspace.shell import PersistentShell, descendants, process_table, stop_then_kill, subtree
 from curbench_env.workspace.shell_backend import ShellWorkspace, rlimit_setter
 
 _PACKAGES = ("curbench_env", "curbench_env.envs", "curbench_env.wrappers", "curbench_env.agents",
@@ -142,11 +142,7 @@ class BwrapWorkspace(ShellWorkspace):
         if where is None:
             return
         init, bash = where
-        for _ in range(100):
-            victims = [p for p in _subtree(init) if p != bash]
-            if not victims:
-                return
-            kill_all(victims)
+        stop_then_kill(lambda: [p for p in subtree(init) if p != bash])
 
     def leftover_processes(self) -> int:
         """Processes still running in the sandbox besides the shell (background jobs)."""
@@ -155,24 +151,5 @@ class BwrapWorkspace(ShellWorkspace):
         where = self._locate(self.shell)
         if where is None:
             return 0
-        return sum(1 for p in _subtree(where[0]) if p != where[1])
+        return sum(1 for p in subtree(where[0]) if p != where[1])
 
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                out.extend(int(x) for x in fh.read().split())
-    except OSError:
-        pass
-    return out
-
-
-def _subtree(root: int) -> list[int]:
-    out, stack = [], _children(root)
-    while stack:
-        pid = stack.pop()
-        out.append(pid)
-        stack.extend(_children(pid))
-    return out

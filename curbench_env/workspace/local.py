@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from curbench_env.workspace.shell import PersistentShell, descendants, kill_all
+from curbench_env.workspace.shell import PersistentShell, stop_then_kill, subtree
 from curbench_env.workspace.shell_backend import ShellWorkspace, rlimit_setter
 
 
@@ -42,15 +42,11 @@ class LocalWorkspace(ShellWorkspace):
         return env
 
     def leftover_processes(self) -> int:
-        return len(descendants(self.shell.pid)) if self.shell is not None else 0
+        return len(subtree(self.shell.pid)) if self.shell is not None else 0
 
     def _make_shell(self) -> PersistentShell:
         def kill_command(shell: PersistentShell) -> None:
-            for _ in range(20):
-                pids = descendants(shell.pid)
-                if not pids:
-                    return
-                kill_all(pids)
+            stop_then_kill(lambda: subtree(shell.pid))
 
         return PersistentShell(
             ["bash", "--noprofile", "--norc"],

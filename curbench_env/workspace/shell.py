@@ -223,6 +223,29 @@ class PersistentShell:
         return CommandResult(output=text, exit_code=rc, duration_s=duration, timed_out=timed_out,
                              truncated=truncated, notes=notes)
 
+    def drain(self, cap_bytes: int, quiet_s: float = 0.05, max_s: float = 1.0) -> str:
+        """Read what killed background processes left in the pipe, so it does not leak into the
+        next command's output. Returns it (capped)."""
+        if self.proc is None or self.proc.stdout is None:
+            return ""
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        got = bytearray()
+        deadline = time.monotonic() + max_s
+        try:
+            while time.monotonic() < deadline and sel.select(timeout=quiet_s):
+                try:
+                    chunk = os.read(self.proc.stdout.fileno(), 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    break
+                if len(got) < cap_bytes:
+                    got += chunk[: cap_bytes - len(got)]
+        finally:
+            sel.close()
+        return normalise_text(bytes(got))
+
     @staticmethod
     def _read_more(fd: int, sel: selectors.BaseSelector, timeout: float) -> bytes:
         if not sel.select(timeout=timeout):
@@ -274,3 +297,48 @@ def kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc/PID/task/*/children: no full process-table scan)."""
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out.extend(int(x) for x in fh.read().split())
+    except OSError:
+        pass
+    return out
+
+
+def subtree(root: int) -> list[int]:
+    """All processes below ``root``, walking children files (cheap enough to run every step)."""
+    out, stack = [], children(root)
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(children(pid))
+    return out
+
+
+def stop_then_kill(list_pids: Callable[[], list[int]], rounds: int = 200) -> None:
+    """Kill a process tree that may be forking (a fork bomb): SIGSTOP every process found, rescan
+    until no new ones appear (stopped processes cannot fork), then SIGKILL them all."""
+    stopped: set[int] = set()
+    for _ in range(rounds):
+        fresh = [p for p in list_pids() if p not in stopped]
+        if not fresh:
+            break
+        for pid in fresh:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except (ProcessLookupError, PermissionError):
+                pass
+        stopped.update(fresh)
+    kill_all(sorted(stopped))
+    # Survivors of a race (forked between the last scan and the stop) go in a final sweep.
+    for _ in range(10):
+        rest = list_pids()
+        if not rest:
+            return
+        kill_all(rest)

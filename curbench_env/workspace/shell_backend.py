@@ -61,6 +61,9 @@ class ShellWorkspace(Workspace):
                 # Background processes do not outlive their command: a fork bomb, a setsid'd
                 # daemon or a forgotten `&` job would otherwise starve the next step.
                 self.shell.kill_command(self.shell)
+                late = self.shell.drain(4096)
+                if late.strip():
+                    result.output += "\n" + late.rstrip()
                 result.notes.append(f"stopped {stray} background process(es)")
                 result.output += (f"\n[stopped {stray} background process(es) still running when the command "
                                   "ended; run long jobs in the foreground]")
