@@ -113,7 +113,7 @@ class TestBwrapIsolation:
     def test_fork_bomb_is_contained(self, bw):
         bw.run("f(){ f|f & }; f", timeout_s=2)
         # The shell answers at once; a straggler forked during the kill is stopped a step later.
-        assert bw.run("echo alive").output.splitlines()[0] == "alive"
+        assert "alive" in bw.run("echo alive").output.splitlines()
         bw.run("true")
         assert int(bw.run("ps -e --no-headers | wc -l").output.split()[0]) < 10
 
