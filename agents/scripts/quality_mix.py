@@ -25,13 +25,13 @@ groups = {r["id"]: group_of(r) for r in kept}
 E = np.stack([img[row[r["id"]]] for r in kept])
 src = np.array([r["image"].split("/")[0] for r in kept])
 odd = np.zeros(len(kept), dtype=bool)
-for s in set(src):
+for s in sorted(set(src)):
     m = src == s
     d = np.linalg.norm(E[m] - E[m].mean(0), axis=1)
     odd[np.where(m)[0]] = d > np.percentile(d, a.odd_pct)
 lv = np.array([loss[row[r["id"]]] for r in kept])
 keep = []
-for g in set(groups.values()):
+for g in sorted(set(groups.values())):
     members = [k for k, r in enumerate(kept) if groups[r["id"]] == g and not odd[k]]
     if not members:
         continue

@@ -12,7 +12,7 @@ lv = np.array([loss[row[r["id"]]] for r in pool])
 groups = {r["id"]: group_of(r) for r in pool}
 # The noise threshold is per source group: losses live on different scales per answer format.
 keep = []
-for g in set(groups.values()):
+for g in sorted(set(groups.values())):
     members = [k for k, r in enumerate(pool) if groups[r["id"]] == g]
     cut = np.percentile(lv[members], a.noise_pct)
     keep += [k for k in members if lv[k] <= cut]
