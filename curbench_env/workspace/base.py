@@ -105,6 +105,8 @@ class Workspace(abc.ABC):
             "TERM": "dumb",
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
+            # Agents' scripts iterate over sets; a fixed hash seed keeps their selections repeatable.
+            "PYTHONHASHSEED": "0",
             "POOL": self.pool_path,
             "WORKSPACE": self.root,
             "CURBENCH_OUTBOX": f"{self.root}/.curbench/outbox",
