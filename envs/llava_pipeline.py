@@ -132,6 +132,26 @@ def _collate(batch: Sequence[Encoded], pad_id: int, images: Callable[[list[int]]
     return out
 
 
+def cosine_scale(step: int, warmup: int, total: int) -> float:
+    """Learning-rate multiplier: linear warmup, then cosine decay to zero (LLaVA's schedule)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def optimise(model: torch.nn.Module, batch: dict, opt: torch.optim.Optimizer, base_lrs: Sequence[float],
+             scale: float) -> float:
+    """One optimiser step at ``base_lrs * scale`` with gradient clipping at 1.0; returns the loss."""
+    for g, lr in zip(opt.param_groups, base_lrs, strict=True):
+        g["lr"] = lr * scale
+    loss = model(**batch).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return float(loss.item())
+
+
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
     """One epoch of batches of similar length (less padding), in random order.
 
@@ -173,16 +193,9 @@ def finetune_lora(base: torch.nn.Module, examples: Sequence[Encoded], images: Ca
         if not batches:
             batches = length_grouped_batches([len(e.input_ids) for e in examples], recipe.batch_size, rng)
         batch = _collate([examples[i] for i in batches.pop()], pad_id, images)
-        scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-        for g, lr in zip(opt.param_groups, base_lrs, strict=True):
-            g["lr"] = lr * scale
-        loss = model(**batch).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = optimise(model, batch, opt, base_lrs, cosine_scale(step, warmup, total))
         if step % max(1, total // 10) == 0 or step == total - 1:
-            log(f"step {step + 1}/{total} loss {loss.item():.4f} lr {opt.param_groups[0]['lr']:.2e} "
+            log(f"step {step + 1}/{total} loss {loss:.4f} lr {opt.param_groups[0]['lr']:.2e} "
                 f"({time.monotonic() - t0:.1f}s)")
     model.eval()
     return model

@@ -97,7 +97,7 @@ def image_loader(images: np.ndarray) -> Callable[[list[int]], torch.Tensor]:
 def stage1_align(model, encoder: ConversationEncoder, images: np.ndarray, pairs: list[list[str]], *,
                  steps: int, batch_size: int, lr: float, seed: int, log: Callable[[str], None]) -> None:
     """LLaVA stage 1, scaled down: teach the random-init model to see and describe (all weights train)."""
-    from curbench_env.envs.llava_pipeline import _collate
+    from curbench_env.envs.llava_pipeline import _collate, cosine_scale, optimise
 
     torch.manual_seed(seed)
     examples = [encoder.encode([{"from": "human", "value": f"<image>\n{q}"}, {"from": "gpt", "value": a}], i)
@@ -110,17 +110,10 @@ def stage1_align(model, encoder: ConversationEncoder, images: np.ndarray, pairs:
     warmup = max(1, steps // 20)
     for step in range(steps):
         idx = rng.integers(len(examples), size=batch_size)
-        batch = _collate([examples[i] for i in idx], 0, load)
-        scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, steps - warmup)))
-        for g in opt.param_groups:
-            g["lr"] = lr * scale
-        loss = model(**batch).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        batch = _collate([examples[i] for i in idx], encoder.tok.pad_token_id, load)
+        loss = optimise(model, batch, opt, [lr], cosine_scale(step, warmup, steps))
         if step % max(1, steps // 20) == 0 or step == steps - 1:
-            log(f"stage1 step {step + 1}/{steps} loss {loss.item():.4f} ({time.monotonic() - t0:.0f}s)")
+            log(f"stage1 step {step + 1}/{steps} loss {loss:.4f} ({time.monotonic() - t0:.0f}s)")
     model.eval()
 
 
