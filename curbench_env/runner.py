@@ -66,10 +66,11 @@ def run_episode(env: gym.Env, policy: Any, *, seed: int | None = 0, progress: bo
             sub = info.get("submission")
             if progress and sub:
                 if sub["status"] == "scored":
+                    took = ("cached result" if sub.get("cached") else
+                            f"{sub['timings'].get('train_s', 0) + sub['timings'].get('eval_s', 0):.1f}s")
                     console.print(f"[green]iteration {sub['iteration']}[/] {sub['file']}: average "
-                                  f"[bold]{sub['average']:.2f}[/] (reward {reward:+.2f}, "
-                                  f"{sub['timings'].get('train_s', 0) + sub['timings'].get('eval_s', 0):.1f}s"
-                                  f"{', cached' if sub.get('cached') else ''})  {sub.get('note', '')[:60]}")
+                                  f"[bold]{sub['average']:.2f}[/] (reward {reward:+.2f}, {took})  "
+                                  f"{sub.get('note', '')[:60]}")
                 else:
                     console.print(f"[yellow]submission {sub['status']}[/]: {sub.get('error', '')[:200]}")
             if terminated or truncated:

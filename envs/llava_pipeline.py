@@ -170,8 +170,12 @@ def finetune_lora(base: torch.nn.Module, examples: Sequence[Encoded], images: Ca
                   recipe: LoraRecipe, *, seed: int, pad_id: int, log: Callable[[str], None] = print,
                   projector_name: str = "multi_modal_projector") -> torch.nn.Module:
     """LoRA fine-tune a copy of ``base`` on ``examples`` with the fixed recipe; returns the peft model."""
+    import warnings
+
     from peft import LoraConfig, get_peft_model
 
+    # peft calls a transformers API deprecated in v5; the warning says nothing to our users.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     torch.manual_seed(seed)
     model = copy.deepcopy(base)
     cfg = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,

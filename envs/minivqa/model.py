@@ -127,8 +127,10 @@ def save_base(model, tokenizer, cfg: ModelConfig, path: Path) -> None:
 def load_base(path: Path):
     """Load (model, tokenizer, cfg) written by :func:`save_base`."""
     from transformers import LlavaForConditionalGeneration, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
 
     cfg = ModelConfig(**json.loads((path / "minivqa_model.json").read_text()))
+    hf_logging.disable_progress_bar()  # a progress bar per submission is noise in the agent's terminal
     model = LlavaForConditionalGeneration.from_pretrained(path)
     model.eval()
     tok = PreTrainedTokenizerFast.from_pretrained(path)
