@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 SCRIPTS = ("_common.py", "random_subset.py", "source_balanced.py", "format_filter.py", "dedup_diversity.py",
-           "top_loss.py", "quality_mix.py")
+           "top_loss.py", "quality_mix.py", "ards_like.py", "icons_like.py")
 
 #: name → (script, extra arguments, the note sent with the submission)
 POLICIES: dict[str, tuple[str, str, str]] = {
@@ -21,6 +21,8 @@ POLICIES: dict[str, tuple[str, str, str]] = {
     "dedup_diversity": ("dedup_diversity.py", "", "dedup + k-center diversity on base-model embeddings"),
     "top_loss": ("top_loss.py", "", "EL2N-style top-loss with a per-source p95 loss noise filter"),
     "quality_mix": ("quality_mix.py", "", "format/length/dedup/odd-picture filters + per-source p70 loss noise filter, balanced"),
+    "ards_like": ("ards_like.py", "", "ARDS-like: budget shifted to the hardest format groups, p90 loss filter"),
+    "icons_like": ("icons_like.py", "", "ICONS-like: consensus of per-format-group embedding-alignment votes"),
 }
 
 

@@ -175,3 +175,25 @@ def test_main_job_cli_runs_a_session_and_prints_the_table(tiny_world, tmp_path):
     listing = subprocess.run([sys.executable, "-m", "curbench_env.cli", "inspect", str(tmp_path / "run")],
                              capture_output=True, text=True, timeout=120, env=env)
     assert listing.returncode == 0 and "picks_random" in listing.stdout
+
+
+@pytest.mark.parametrize("policy", ["random", "source_balanced", "format_filter", "dedup_diversity", "top_loss",
+                                    "quality_mix", "ards_like", "icons_like"])
+def test_every_scripted_policy_writes_a_valid_submission(tiny_world, tmp_path, policy):
+    import os
+    import subprocess
+    import sys
+
+    from curbench_env.agents.scripted import POLICIES, SCRIPTS, script_text
+    from curbench_env.submission import PoolIndex, SubmissionRules, parse_submission
+
+    for name in SCRIPTS:
+        (tmp_path / name).write_text(script_text(name))
+    script, extra, _ = POLICIES[policy]
+    out = subprocess.run([sys.executable, str(tmp_path / script), "--budget", "200", "--out", str(tmp_path / "p.txt")],
+                         env={**os.environ, "POOL": str(tiny_world / "pool")}, capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    records = json.loads((tiny_world / "pool" / "pool.json").read_text())
+    sel = parse_submission(tmp_path / "p.txt", SubmissionRules(budget=200), PoolIndex([r["id"] for r in records]))
+    assert 0 < len(sel) <= 200
