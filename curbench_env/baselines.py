@@ -16,8 +16,12 @@ def run_baselines(env_id: str, *, seeds: int = 3, backend: str = "auto", task_kw
     """Score base, every scripted policy and the full pool for ``seeds`` training seeds."""
     import gymnasium as gym
 
-    import curbench_env  # noqa: F401
+    import curbench_env
     from curbench_env.agents.scripted import POLICIES, SinglePolicyAgent
+    from curbench_env.errors import CurbenchError
+
+    if env_id not in curbench_env.ENV_IDS:
+        raise CurbenchError(f"unknown env {env_id!r}; available: {', '.join(curbench_env.ENV_IDS)}")
     from curbench_env.runner import run_episode
 
     rows: dict[str, list[dict[str, Any]]] = {}
