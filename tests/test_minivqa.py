@@ -185,6 +185,7 @@ def test_every_scripted_policy_writes_a_valid_submission(tiny_world, tmp_path, p
     import sys
 
     from curbench_env.agents.scripted import POLICIES, SCRIPTS, script_text
+
     from curbench_env.submission import PoolIndex, SubmissionRules, parse_submission
 
     for name in SCRIPTS:
