@@ -63,6 +63,13 @@ def run_episode(env: gym.Env, policy: Any, *, seed: int | None = 0, progress: bo
                               f"best {base.best_score:.2f} · $ {first[:70]}")
             obs, reward, terminated, truncated, info = env.step(action)
             total_return += reward
+            usage = getattr(policy, "usage", None)
+            if usage is not None:
+                # The env cannot see the policy: the runner adds its token/cost counts to info and
+                # keeps usage.json current, so an interrupted run still has them.
+                info["llm_usage"] = dict(usage)
+                if base.run_dir:
+                    (Path(base.run_dir) / "usage.json").write_text(json.dumps(usage, indent=2))
             sub = info.get("submission")
             if progress and sub:
                 if sub["status"] == "scored":

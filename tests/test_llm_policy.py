@@ -109,6 +109,8 @@ def test_episode_with_submission_error_malformed_call_and_overflow(make_env, fak
     assert server.requests[0]["tools"][0]["function"]["name"] == "bash"
     assert any(m.get("role") == "tool" and "Invalid action" in m.get("content", "") for m in policy.messages)
     assert "Tiny task" in server.requests[0]["messages"][0]["content"]
+    usage = json.loads((env.run_dir / "usage.json").read_text())
+    assert usage["prompt_tokens"] == policy.usage["prompt_tokens"] > 0
 
 
 def test_plain_text_protocol_for_models_without_tools(make_env, fake):
