@@ -16,13 +16,12 @@ def run_baselines(env_id: str, *, seeds: int = 3, backend: str = "auto", task_kw
     """Score base, every scripted policy and the full pool for ``seeds`` training seeds."""
     import gymnasium as gym
 
-    import curbench_env
+    import curbench_env  # noqa: F401  (registers the ids)
     from curbench_env.agents.scripted import POLICIES, SinglePolicyAgent
-    from curbench_env.errors import CurbenchError
-
-    if env_id not in curbench_env.ENV_IDS:
-        raise CurbenchError(f"unknown env {env_id!r}; available: {', '.join(curbench_env.ENV_IDS)}")
+    from curbench_env.registry import env_entry
     from curbench_env.runner import run_episode
+
+    env_entry(env_id)
 
     rows: dict[str, list[dict[str, Any]]] = {}
     policies = policies or list(POLICIES)

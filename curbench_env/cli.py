@@ -61,11 +61,9 @@ def _make_env(env_id: str, backend: str, run_dir: Path | None, iterations: int |
               scaffolds: list[str] | None = None, **kwargs: Any):
     import gymnasium as gym
 
-    import curbench_env
-    from curbench_env.errors import CurbenchError
+    from curbench_env.registry import env_entry
 
-    if env_id not in curbench_env.ENV_IDS:
-        raise CurbenchError(f"unknown env {env_id!r}; available: {', '.join(curbench_env.ENV_IDS)}")
+    env_entry(env_id)
     if iterations is not None:
         kwargs["iteration_budget"] = iterations
     env = gym.make(env_id, backend=backend, run_dir=run_dir, disable_env_checker=True, **kwargs)
@@ -90,13 +88,9 @@ def list_envs() -> None:
 @app.command()
 def setup(env: Annotated[str, typer.Argument(help="Env id to prepare.")] = "Curation-MiniVQA-v0") -> None:
     """Build (once) what an env needs: its world, base model and signals. Cached in $CURBENCH_HOME."""
-    import curbench_env
-    from curbench_env.errors import CurbenchError
-    from curbench_env.registry import load_task
+    from curbench_env.registry import env_entry, load_task
 
-    if env not in curbench_env.ENV_IDS:
-        raise CurbenchError(f"unknown env {env!r}; available: {', '.join(curbench_env.ENV_IDS)}")
-    family, kwargs, _ = curbench_env.ENV_IDS[env]
+    family, kwargs, _ = env_entry(env)
     task = load_task(family, **kwargs)
     with console.status(f"preparing {env} ..."):
         task.prepare()
@@ -142,13 +136,10 @@ def resume(
     """Continue an interrupted episode from its run directory."""
     import gymnasium as gym
 
-    from curbench_env.errors import CurbenchError
     from curbench_env.runner import load_policy, run_episode
+    from curbench_env.trajectory import RunDirectory
 
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise CurbenchError(f"{run_dir} is not a curbench run directory (no config.json)")
-    cfg = json.loads(cfg_path.read_text())
+    cfg = RunDirectory.existing(run_dir).config
     agent = agent or cfg.get("agent") or "curator"
     policy = load_policy(agent, seed=cfg.get("seed", 0))
     episode = cfg["episode"]
@@ -222,12 +213,9 @@ def _print_iterations(run_dir: Path) -> None:
 @app.command()
 def inspect(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
     """Table of a run's iterations: score, delta, benchmarks, commit."""
-    from curbench_env.errors import CurbenchError
     from curbench_env.trajectory import RunDirectory
 
-    if not (run_dir / "config.json").exists():
-        raise CurbenchError(f"{run_dir} is not a curbench run directory (no config.json)")
-    run = RunDirectory(run_dir)
+    run = RunDirectory.existing(run_dir)
     cfg = run.config
     steps = run.steps()
     console.print(f"[bold]{cfg['env_id']}[/] seed {cfg.get('seed')} · {len(steps) - 1} steps · "

@@ -486,9 +486,7 @@ class CurationEnv(gym.Env):
 
     # -- resume ------------------------------------------------------------------------------
     def _resume(self, root: Path) -> tuple[dict, dict]:
-        run = RunDirectory(root)
-        if not (root / "config.json").exists():
-            raise CurbenchError(f"{root} is not a curbench run directory (no config.json)")
+        run = RunDirectory.existing(root)
         steps = run.steps()
         reset = next((s for s in steps if s.get("kind") == "reset"), None)
         if reset is None:

@@ -39,6 +39,15 @@ def load_task(task: str | CurationTask, **kwargs: Any) -> CurationTask:
     return _TASK_CACHE[key]
 
 
+def env_entry(env_id: str) -> tuple[str, dict[str, Any], str]:
+    """(task family, task kwargs, description) of a registered id; a clear error for unknown ids."""
+    from curbench_env.errors import CurbenchError
+
+    if env_id not in ENV_IDS:
+        raise CurbenchError(f"unknown env {env_id!r}; available: {', '.join(ENV_IDS)}")
+    return ENV_IDS[env_id]
+
+
 def register_envs() -> None:
     """Register every id in :data:`ENV_IDS` with Gymnasium (idempotent)."""
     for env_id, (family, task_kwargs, _) in ENV_IDS.items():

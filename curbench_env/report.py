@@ -15,9 +15,7 @@ def collect(run_dirs: list[Path], judge_model: str | None = None) -> list[dict[s
     """One record per run: config, iterations, labels and summary."""
     runs = []
     for d in run_dirs:
-        run = RunDirectory(d)
-        if not (d / "config.json").exists():
-            raise FileNotFoundError(f"{d} is not a curbench run directory (no config.json)")
+        run = RunDirectory.existing(d)
         cfg = run.config
         its = run.iterations()
         labels = label_run(d, judge_model=judge_model)

@@ -85,10 +85,6 @@ def run_episode(env: gym.Env, policy: Any, *, seed: int | None = 0, progress: bo
     finally:
         if status:
             status.stop()
-    usage = getattr(policy, "usage", None)
-    summary = {"run_dir": str(base.run_dir), "return": total_return, "base_score": info.get("base_score"),
-               "best_score": info.get("best_score"), "iterations": info.get("iteration"), "steps": base.steps,
-               "elapsed_s": round(time.monotonic() - t0, 1), "usage": usage}
-    if usage and base.run_dir:
-        (Path(base.run_dir) / "usage.json").write_text(json.dumps(usage, indent=2))
-    return summary
+    return {"run_dir": str(base.run_dir), "return": total_return, "base_score": info.get("base_score"),
+            "best_score": info.get("best_score"), "iterations": info.get("iteration"), "steps": base.steps,
+            "elapsed_s": round(time.monotonic() - t0, 1), "usage": getattr(policy, "usage", None)}

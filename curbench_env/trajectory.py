@@ -44,6 +44,15 @@ class RunDirectory:
         self.steps_path = self.root / "steps.jsonl"
         self._steps_fh: Any = None
 
+    @classmethod
+    def existing(cls, root: Path) -> RunDirectory:
+        """An existing run directory, or a clear error when ``root`` is not one."""
+        from curbench_env.errors import CurbenchError
+
+        if not (Path(root) / "config.json").exists():
+            raise CurbenchError(f"{root} is not a curbench run directory (no config.json)")
+        return cls(root)
+
     # -- creation -----------------------------------------------------------------------
     def create(self, config: dict[str, Any]) -> None:
         """Create the directory and write config.json (refuses to overwrite a run)."""

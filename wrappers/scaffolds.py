@@ -18,6 +18,13 @@ _FIELD_RE = re.compile(
     re.I | re.S)
 
 
+def with_output(env: gym.Env, obs: dict[str, Any], extra: str) -> dict[str, Any]:
+    """A copy of ``obs`` with ``extra`` appended to its output, kept inside the observation space."""
+    obs = dict(obs)
+    obs["output"] = clip_text(obs["output"] + extra, env.unwrapped.config.observation_chars)
+    return obs
+
+
 def parse_declaration(note: str) -> dict[str, str]:
     """``cite: el2n | instantiate: ... | adapt: ...`` → {"cite": "el2n", ...} (keys lower-case)."""
     out: dict[str, str] = {}
@@ -47,8 +54,7 @@ class _TextScaffold(gym.Wrapper):
         if block not in base.scaffold_prompt:
             base.scaffold_prompt = (base.scaffold_prompt + block).strip()
         obs, info = self.env.reset(**kwargs)
-        obs = dict(obs)
-        obs["output"] = clip_text(obs["output"] + block, base.config.observation_chars)
+        obs = with_output(self.env, obs, block)
         info["scaffold_prompt"] = base.scaffold_prompt
         return obs, info
 
@@ -191,8 +197,7 @@ class HypothesisLedgerWrapper(_TextScaffold):
             self.ledger.append({"iteration": sub["iteration"], "hypothesis": decl.get("hypothesis"),
                                 "predict": decl.get("predict"), "verdict": verdict})
             self._previous = current
-            obs = dict(obs)
-            obs["output"] = clip_text(obs["output"] + f"\nprediction {verdict}", self.env.unwrapped.config.observation_chars)
+            obs = with_output(self.env, obs, f"\nprediction {verdict}")
         info["ledger"] = list(self.ledger)
         return obs, reward, term, trunc, info
 
@@ -213,7 +218,5 @@ class IterationBudget(gym.Wrapper):
         obs, reward, term, trunc, info = self.env.step(action)
         if not term and info.get("iteration", 0) >= self.budget:
             term = True
-            obs = dict(obs)
-            obs["output"] = clip_text(obs["output"] + f"\n\nIteration budget of {self.budget} spent. Episode over.",
-                                      self.env.unwrapped.config.observation_chars)
+            obs = with_output(self.env, obs, f"\n\nIteration budget of {self.budget} spent. Episode over.")
         return obs, reward, term, trunc, info

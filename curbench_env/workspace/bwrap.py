@@ -152,4 +152,3 @@ class BwrapWorkspace(ShellWorkspace):
         if where is None:
             return 0
         return sum(1 for p in subtree(where[0]) if p != where[1])
-
