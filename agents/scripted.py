@@ -21,6 +21,8 @@ POLICIES: dict[str, tuple[str, str, str]] = {
     "dedup_diversity": ("dedup_diversity.py", "", "dedup + k-center diversity on base-model embeddings"),
     "top_loss": ("top_loss.py", "", "EL2N-style top-loss with a per-source p95 loss noise filter"),
     "quality_mix": ("quality_mix.py", "", "format/length/dedup/odd-picture filters + per-source p70 loss noise filter, balanced"),
+    "benchmark_formats": ("quality_mix.py", "--formats benchmark",
+                          "quality_mix filters on the benchmark-format groups only (short, letter, yes/no, box)"),
     "ards_like": ("ards_like.py", "", "ARDS-like: budget shifted to the hardest format groups, p90 loss filter"),
     "icons_like": ("icons_like.py", "", "ICONS-like: consensus of per-format-group embedding-alignment votes"),
 }

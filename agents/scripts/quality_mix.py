@@ -1,12 +1,17 @@
 """Filters stacked inside a balanced mix: drop text-only chat, off-format answers, length
 outliers, exact duplicates and broken pictures (image embeddings far from their source's
 typical picture), drop the per-source top of base-model loss as label noise (default: above
-p70), then fill the budget round-robin over sources, in random order or highest loss first."""
+p70), then fill the budget round-robin over sources, in random order or highest loss first.
+With --formats benchmark, only groups whose prompts ask for one of the benchmarks' answer
+formats (short answer, option letter, yes/no, bounding box) are kept: the ARDS idea of
+format groups, used to spend the budget where the evaluation is."""
 import numpy as np
 from _common import answer_words, args, balanced, format_ok, group_of, load_pool, signal, write
 
 a = args({"--noise-pct": {"type": float, "default": 70.0}, "--odd-pct": {"type": float, "default": 97.0},
-          "--order": {"choices": ["random", "loss"], "default": "random"}})
+          "--order": {"choices": ["random", "loss"], "default": "random"},
+          "--formats": {"choices": ["all", "benchmark"], "default": "all"}})
+BENCHMARK_FORMATS = ("single word or phrase", "option's letter", "yes or no", "bounding box coordinate")
 pool = [r for r in load_pool() if "image" in r]
 ids_sig, loss = signal("loss.npy")
 _, img = signal("image_emb.npy")
@@ -17,6 +22,8 @@ seen, kept = set(), []
 for r, n in zip(pool, lengths, strict=True):
     key = (r["image"].split("/")[0], " ".join(t["value"] for t in r["conversations"]).lower())
     if key in seen or not format_ok(r) or n > cap:
+        continue
+    if a.formats == "benchmark" and not any(f in r["conversations"][0]["value"] for f in BENCHMARK_FORMATS):
         continue
     seen.add(key)
     kept.append(r)

@@ -26,7 +26,7 @@ class WorldConfig:
     seed: int = 0
     pool_size: int = 20_000
     budget: int = 1_000
-    eval_items_per_benchmark: int = 100
+    eval_items_per_benchmark: int = 200
     stage1_captions: int = 30_000
     defects: S.DefectRates = field(default_factory=S.DefectRates)
 
