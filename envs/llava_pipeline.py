@@ -31,6 +31,9 @@ class ChatFormat:
     user: str = "USER:"
     assistant: str = "ASSISTANT:"
     eos: str = "</s>"
+    #: Image tokens after the user tag ("USER: <image>\n..."), as llava-hf's chat template puts
+    #: them; MiniVQA's model was aligned with them first.
+    image_after_user: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,15 +87,17 @@ class ConversationEncoder:
         return hit
 
     def _human(self, text: str, with_image: bool) -> list[int]:
-        ids: list[int] = []
-        if with_image:
-            text = text.replace("<image>", "").strip()
-            ids += [self.image_token_id] * self.image_seq_length
-        return ids + self._ids(f"{self.chat.user} {text} {self.chat.assistant}")
+        if not with_image:
+            return self._ids(f"{self.chat.user} {text} {self.chat.assistant}")
+        text = text.replace("<image>", "").strip()
+        image = [self.image_token_id] * self.image_seq_length
+        if self.chat.image_after_user:
+            return self._ids(self.chat.user) + image + self._ids(f"\n{text} {self.chat.assistant}")
+        return image + self._ids(f"{self.chat.user} {text} {self.chat.assistant}")
 
     def encode(self, conversations: Sequence[dict[str, str]], image: int | None) -> Encoded:
         """Ids and labels of a whole conversation; labels mask everything but the answers."""
-        ids: list[int] = self._ids(self.chat.system) if self.chat.system else []
+        ids: list[int] = list(self._ids(self.chat.system)) if self.chat.system else []
         labels: list[int] = [IGNORE_INDEX] * len(ids)
         image_pending = image is not None
         for k in range(0, len(conversations) - 1, 2):

@@ -1,0 +1,71 @@
+"""Import-time fixes for third-party packages on CPU-only machines.
+
+PyPI ships torchvision 0.28.0 (the only release that pairs with torch 2.13.0) as a CUDA build
+only. On a CPU torch its C++ extension cannot load and ``import torchvision`` then crashes on
+an unguarded ``register_fake("torchvision::nms")``, which takes open_clip, lmms-eval and
+transformers' image processors down with it. :func:`ensure_torchvision` defines the two op
+schemas (with a pure-torch nms kernel) only when the extension really cannot load, so it is a
+no-op on GPU machines with a working torchvision. Call it before importing any of those.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+_DONE = False
+_LIB = None
+
+
+def _extension_loads() -> bool:
+    import torch
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return True  # not installed: nothing to fix (the import error will say so)
+    for loc in spec.submodule_search_locations:
+        for lib in Path(loc).glob("_C*.so"):
+            try:
+                torch.ops.load_library(str(lib))
+                return True
+            except (OSError, RuntimeError):
+                return False
+    return False
+
+
+def _nms(dets, scores, iou_threshold: float):
+    import torch
+
+    order = scores.argsort(descending=True)
+    lt = torch.max(dets[:, None, :2], dets[None, :, :2])
+    rb = torch.min(dets[:, None, 2:], dets[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area = (dets[:, 2:] - dets[:, :2]).clamp(min=0).prod(-1)
+    iou = inter / (area[:, None] + area[None, :] - inter)
+    keep, suppressed = [], torch.zeros(len(dets), dtype=torch.bool)
+    for i in order.tolist():
+        if not suppressed[i]:
+            keep.append(i)
+            suppressed |= iou[i] > iou_threshold
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def ensure_torchvision() -> None:
+    """Make ``import torchvision`` work on a CPU-only torch (idempotent)."""
+    global _DONE, _LIB
+    if _DONE:
+        return
+    _DONE = True
+    import torch
+
+    try:
+        torch.ops.torchvision.nms  # noqa: B018  (already registered: real extension or an earlier fix)
+        return
+    except (AttributeError, RuntimeError):
+        pass
+    if _extension_loads():
+        return
+    _LIB = torch.library.Library("torchvision", "DEF")
+    _LIB.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _LIB.impl("nms", _nms, "CPU")
