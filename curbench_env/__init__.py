@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+# First: torchvision's CUDA-only wheel on a CPU torch is made importable before anything imports it.
+from curbench_env.compat import install_import_hook  # noqa: F401  (installs it on import)
 from curbench_env.config import EpisodeConfig, SandboxLimits
 from curbench_env.env import CurationEnv
 from curbench_env.errors import (

@@ -245,6 +245,27 @@ def baselines(
     console.print(f"written to {out}")
 
 
+@app.command("build-leakage-index")
+def build_leakage_index(
+    env: Annotated[str, typer.Argument(help="Env id.")] = "Curation-LLaVA10k-v0",
+    suite: Annotated[Path | None, typer.Option(help="Benchmark suite JSON (default: the env's).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the index (default: where the env reads it).")] = None,
+) -> None:
+    """Hash the evaluation sets' pictures and long questions (read through lmms-eval) for the audit."""
+    from curbench_env.registry import env_entry, load_task
+
+    family, kwargs, _ = env_entry(env)
+    if family != "llava10k":
+        raise ValueError(f"{env} builds its leakage index with its world (`curbench setup {env}`)")
+    from curbench_env.envs.llava665k.leakage import build_index
+
+    task = load_task(family, **({**kwargs, "suite": suite} if suite else kwargs))
+    target = out or task.leakage_index_path
+    index = build_index(task.suite, target, log=console.print)
+    console.print(f"[green]leakage index:[/] {len(index.image_hashes):,} pictures, {len(index.text_hashes):,} "
+                  f"questions → {target}")
+
+
 @app.command()
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to compare.")],

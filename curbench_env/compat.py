@@ -69,3 +69,28 @@ def ensure_torchvision() -> None:
     _LIB.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _LIB.impl("nms", _nms, "CPU")
+
+
+class _TorchvisionFinder:
+    """Runs :func:`ensure_torchvision` right before the first ``import torchvision`` (by anyone:
+    transformers, peft, open_clip, lmms-eval), then gets out of the way."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname == "torchvision":
+            import sys
+
+            sys.meta_path[:] = [f for f in sys.meta_path if f is not self]
+            ensure_torchvision()
+        return None
+
+
+def install_import_hook() -> None:
+    """Make every later ``import torchvision`` in this process safe on a CPU-only torch (idempotent)."""
+    import sys
+
+    if "torchvision" in sys.modules or any(isinstance(f, _TorchvisionFinder) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _TorchvisionFinder())
+
+
+install_import_hook()

@@ -293,7 +293,8 @@ class CurationEnv(gym.Env):
                     (bin_dir / tool.name).chmod(0o755)
         (self.run.workspace / ".curbench" / "outbox").mkdir(parents=True, exist_ok=True)
         spec = WorkspaceSpec(host_dir=self.run.workspace, pool_dir=self.task.pool_dir, bin_dir=bin_dir,
-                             limits=self.config.limits, docker_image=self.config.docker_image)
+                             limits=self.config.limits, docker_image=self.config.docker_image,
+                             extra_mounts=self.task.workspace_mounts())
         kwargs = dict(self._workspace_kwargs)
         if self.config.backend == "local":
             kwargs.setdefault("warn", True)

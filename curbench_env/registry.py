@@ -12,6 +12,7 @@ from curbench_env.task import CurationTask
 #: Task family name → "module:Class". Tasks build lazily, so importing this is cheap.
 TASKS: dict[str, str] = {
     "minivqa": "curbench_env.envs.minivqa.task:MiniVQATask",
+    "llava10k": "curbench_env.envs.llava665k.task:Llava10kTask",
 }
 
 #: Env id → (task family, task kwargs, one-line description).
@@ -19,6 +20,10 @@ ENV_IDS: dict[str, tuple[str, dict[str, Any], str]] = {
     "Curation-MiniVQA-v0": (
         "minivqa", {},
         "CPU default world: select 1,000 of a 20,000-example synthetic LLaVA-style pool; tiny LLaVA + LoRA; 8 benchmarks",
+    ),
+    "Curation-LLaVA10k-v0": (
+        "llava10k", {},
+        "GPU: select 10k of LLaVA-665K; LLaVA-1.5-7B LoRA via DeepSpeed; 8 benchmarks via lmms-eval",
     ),
 }
 

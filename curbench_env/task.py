@@ -10,6 +10,7 @@ from typing import Any
 from curbench_env.audit import AuditReport, LeakageAudit, LeakageIndex
 from curbench_env.pipeline import Pipeline
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
+from curbench_env.workspace.base import Mount
 
 
 class CurationTask(abc.ABC):
@@ -60,6 +61,10 @@ class CurationTask(abc.ABC):
     def workspace_files(self) -> dict[str, str]:
         """Files (relative path → text) placed in a fresh workspace. README.md by default."""
         return {"README.md": self.readme()}
+
+    def workspace_mounts(self) -> list[Mount]:
+        """Host paths the workspace needs besides the pool dir (e.g. targets of links in it)."""
+        return []
 
     def tools_dir(self) -> Path | None:
         """A directory of executables added to the workspace PATH, or None."""
