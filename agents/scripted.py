@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 SCRIPTS = ("_common.py", "random_subset.py", "source_balanced.py", "format_filter.py", "dedup_diversity.py",
-           "top_loss.py", "quality_mix.py", "ards_like.py", "icons_like.py")
+           "top_loss.py", "quality_mix.py", "ards_like.py", "icons_like.py", "clip_filter.py")
 
 #: name → (script, extra arguments, the note sent with the submission)
 POLICIES: dict[str, tuple[str, str, str]] = {
@@ -23,10 +23,22 @@ POLICIES: dict[str, tuple[str, str, str]] = {
     "quality_mix": ("quality_mix.py", "", "format/length/dedup/odd-picture filters + per-source p70 loss noise filter, balanced"),
     "benchmark_formats": ("quality_mix.py", "--formats benchmark",
                           "quality_mix filters on the benchmark-format groups only (short, letter, yes/no, box)"),
+    # Image-caption pools (Curation-MiniCLIP-v0), DataComp's baselines:
+    "no_filter": ("clip_filter.py", "--by none", "no filtering: the whole pool (DataComp baseline)"),
+    "random30": ("clip_filter.py", "--by random --fraction 0.3", "a random 30% of the pool"),
+    "clip_score30": ("clip_filter.py", "--by clip_score --fraction 0.3", "CLIP score top 30% (DataComp baseline)"),
+    "text_filter": ("clip_filter.py", "--by text", "text-based: drop file names, spam, short captions, duplicates"),
     "ards_like": ("ards_like.py", "", "ARDS-like: budget shifted to the hardest format groups, p90 loss filter"),
     "icons_like": ("icons_like.py", "", "ICONS-like: consensus of per-format-group embedding-alignment votes"),
 }
 
+
+#: The policies `curbench baselines` runs for each task family (by the task's name).
+POLICY_SETS: dict[str, list[str]] = {
+    "minivqa": ["random", "source_balanced", "format_filter", "dedup_diversity", "top_loss", "quality_mix",
+                "benchmark_formats", "ards_like", "icons_like"],
+    "miniclip": ["random30", "clip_score30", "text_filter"],
+}
 
 def script_text(name: str) -> str:
     """Source of one of the baseline selection scripts."""

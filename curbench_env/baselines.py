@@ -17,19 +17,19 @@ def run_baselines(env_id: str, *, seeds: int = 3, backend: str = "auto", task_kw
     import gymnasium as gym
 
     import curbench_env  # noqa: F401  (registers the ids)
-    from curbench_env.agents.scripted import POLICIES, SinglePolicyAgent
+    from curbench_env.agents.scripted import POLICIES, POLICY_SETS, SinglePolicyAgent
     from curbench_env.registry import env_entry
     from curbench_env.runner import run_episode
 
     env_entry(env_id)
 
     rows: dict[str, list[dict[str, Any]]] = {}
-    policies = policies or list(POLICIES)
     with tempfile.TemporaryDirectory(prefix="curbench-baselines-") as tmp:
         env = gym.make(env_id, backend=backend, iteration_budget=1, run_root=Path(tmp),
                        task_kwargs=dict(task_kwargs or {}), disable_env_checker=True)
         try:
             task = env.unwrapped.task
+            policies = policies or POLICY_SETS.get(task.name, list(POLICIES))
             cache = ResultCache(curbench_home() / "results" / task.name)
             for seed in range(seeds):
                 base = task.pipeline.base_result(seed)
@@ -71,15 +71,24 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def fidelity(result: dict[str, Any]) -> dict[str, Any]:
     """The paper's shape checks: base < random < best scripted < full, gaps > 2 std, gain recovered."""
     rows = result["rows"]
-    scripted = {k: v for k, v in rows.items() if k not in ("base", "full", "random")}
-    best_name = max(scripted, key=lambda k: scripted[k]["mean"])
-    best, rand, base = scripted[best_name], rows["random"], rows["base"]
-    full = rows.get("full")
-    checks: dict[str, Any] = {"best_scripted": best_name}
 
     def gap(a: dict, b: dict) -> bool:
         return b["mean"] - a["mean"] > 2 * max(a["std"], b["std"])
 
+    if "clip_score30" in rows:  # DataComp's shape: filtering beats no filtering at a fixed compute
+        checks: dict[str, Any] = {"best_scripted": max((k for k in rows if k not in ("base", "full")),
+                                                        key=lambda k: rows[k]["mean"])}
+        if "full" in rows:
+            checks["base < no filtering"] = gap(rows["base"], rows["full"])
+            checks["no filtering < CLIP score top 30%"] = gap(rows["full"], rows["clip_score30"])
+        if "random30" in rows:
+            checks["random 30% < CLIP score top 30%"] = gap(rows["random30"], rows["clip_score30"])
+        return checks
+    scripted = {k: v for k, v in rows.items() if k not in ("base", "full", "random")}
+    best_name = max(scripted, key=lambda k: scripted[k]["mean"])
+    best, rand, base = scripted[best_name], rows["random"], rows["base"]
+    full = rows.get("full")
+    checks = {"best_scripted": best_name}
     checks["base < random"] = gap(base, rand)
     checks["random < best scripted"] = gap(rand, best)
     if full:

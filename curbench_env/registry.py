@@ -13,6 +13,7 @@ from curbench_env.task import CurationTask
 TASKS: dict[str, str] = {
     "minivqa": "curbench_env.envs.minivqa.task:MiniVQATask",
     "llava10k": "curbench_env.envs.llava665k.task:Llava10kTask",
+    "miniclip": "curbench_env.envs.miniclip.task:MiniCLIPTask",
 }
 
 #: Env id → (task family, task kwargs, one-line description).
@@ -20,6 +21,10 @@ ENV_IDS: dict[str, tuple[str, dict[str, Any], str]] = {
     "Curation-MiniVQA-v0": (
         "minivqa", {},
         "CPU default world: select 1,000 of a 20,000-example synthetic LLaVA-style pool; tiny LLaVA + LoRA; 8 benchmarks",
+    ),
+    "Curation-MiniCLIP-v0": (
+        "miniclip", {},
+        "CPU proxy of DataComp: filter a noisy 10,000-pair image-caption pool; tiny open_clip from scratch",
     ),
     "Curation-LLaVA10k-v0": (
         "llava10k", {},

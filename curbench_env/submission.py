@@ -195,6 +195,12 @@ def _read_npy(path: Path, name: str) -> list[Entry]:
         raise SubmissionError(f"{name}: not a readable .npy array ({exc})") from None
     if arr.ndim != 1:
         raise SubmissionError(f"{name}: expected a 1-D array of uids, got shape {arr.shape}")
+    if arr.dtype.names is not None and len(arr.dtype.names) == 2 and all(
+            arr.dtype[f].kind == "u" and arr.dtype[f].itemsize == 8 for f in arr.dtype.names):
+        # DataComp's subset format: each 128-bit uid as a (high, low) pair of uint64.
+        hi, lo = arr.dtype.names
+        return [(n, f"{int(a):016x}{int(b):016x}", None, None) for n, (a, b) in
+                enumerate(zip(arr[hi].tolist(), arr[lo].tolist(), strict=True), 1)]
     if arr.dtype.kind not in "UiuS":
         raise SubmissionError(f"{name}: expected string or integer uids, got dtype {arr.dtype}")
     return [(n, str(v.decode() if isinstance(v, bytes) else v), None, None) for n, v in enumerate(arr.tolist(), 1)]
