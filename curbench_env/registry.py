@@ -14,6 +14,7 @@ TASKS: dict[str, str] = {
     "minivqa": "curbench_env.envs.minivqa.task:MiniVQATask",
     "llava10k": "curbench_env.envs.llava665k.task:Llava10kTask",
     "miniclip": "curbench_env.envs.miniclip.task:MiniCLIPTask",
+    "datacomp_small": "curbench_env.envs.datacomp.task:DataCompSmallTask",
 }
 
 #: Env id → (task family, task kwargs, one-line description).
@@ -25,6 +26,10 @@ ENV_IDS: dict[str, tuple[str, dict[str, Any], str]] = {
     "Curation-MiniCLIP-v0": (
         "miniclip", {},
         "CPU proxy of DataComp: filter a noisy 10,000-pair image-caption pool; tiny open_clip from scratch",
+    ),
+    "Curation-DataCompSmall-v0": (
+        "datacomp_small", {},
+        "GPU: DataComp small filtering track; open_clip ViT-B/32 at 12.8M samples seen; DataComp's 38 tasks",
     ),
     "Curation-LLaVA10k-v0": (
         "llava10k", {},

@@ -1,0 +1,258 @@
+"""DataComp small's pipeline: subset uids → resharded webdataset → open_clip training with the
+fixed hyper-parameters (``configs/datacomp_small.json``) → DataComp's 38-task evaluation.
+
+- Pool: DataComp's download directory: ``metadata/*.parquet`` (``uid``, ``text``,
+  ``clip_b32_similarity_score``, ``clip_l14_similarity_score``, ...) and ``shards/*.tar``.
+- Subsets: DataComp's ``.npy`` of (uint64, uint64) uid halves, sorted (what ``resharder.py`` reads).
+- Resharding keeps a sample when its uid is in the subset; one process per input shard.
+- Training: ``torchrun -m curbench_env.envs.datacomp.openclip_main`` (``open_clip_train.main``),
+  as DataComp's ``train.py`` calls it.
+- Evaluation: the ``evaluate.py`` of a DataComp checkout (the 38 tasks, their eval sets
+  downloaded with its ``download_evalsets.py``); the average is the plain mean of the tasks'
+  main metrics, as its ``aggregate_scores.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import sys
+import tarfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from curbench_env.envs.llava665k.pipeline import _run_logged, config_path
+
+from curbench_env.errors import PipelineError
+from curbench_env.pipeline import EvalResult
+from curbench_env.submission import PoolIndex, Selection
+
+UID_DTYPE = np.dtype("u8,u8")
+
+
+def uid_pairs(uids: list[str]) -> np.ndarray:
+    """32-hex uids → DataComp's sorted (uint64, uint64) array."""
+    arr = np.array([(int(u[:16], 16), int(u[16:32], 16)) for u in uids], dtype=UID_DTYPE)
+    arr.sort()
+    return arr
+
+
+class UidIndex(PoolIndex):
+    """Pool membership for millions of uids: a sorted uint64-pair array, not a set of strings."""
+
+    def __init__(self, pairs: np.ndarray) -> None:
+        self.pairs = np.sort(pairs)
+        self._keys = self.pairs.view(np.dtype((np.void, 16)))
+        self._record = None
+
+    def __contains__(self, item: str) -> bool:
+        try:
+            key = np.array([(int(item[:16], 16), int(item[16:32], 16))], dtype=UID_DTYPE)
+        except (ValueError, TypeError):
+            return False
+        if len(item) != 32:
+            return False
+        k = np.searchsorted(self.pairs, key)[0]
+        return bool(k < len(self.pairs) and self.pairs[k] == key[0])
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def ids(self) -> list[str]:  # type: ignore[override]
+        return [f"{int(a):016x}{int(b):016x}" for a, b in self.pairs.tolist()]
+
+    @ids.setter
+    def ids(self, value: list[str]) -> None:  # PoolIndex.__init__ is not used; kept for the protocol
+        raise AttributeError("UidIndex.ids is read-only")
+
+
+def load_uids(metadata_dir: Path) -> np.ndarray:
+    """Every uid of the pool's metadata parquets (only the ``uid`` column is read)."""
+    import pyarrow.parquet as pq
+
+    files = sorted(Path(metadata_dir).glob("*.parquet"))
+    if not files:
+        raise PipelineError(f"no metadata parquet files in {metadata_dir}")
+    return np.concatenate([uid_pairs(pq.read_table(f, columns=["uid"]).column("uid").to_pylist()) for f in files])
+
+
+def _uid_of(meta: bytes) -> str | None:
+    try:
+        return json.loads(meta).get("uid")
+    except (ValueError, AttributeError):
+        return None
+
+
+def _filter_shard(job: tuple[str, str, bytes]) -> int:
+    src, dst, subset_bytes = job
+    subset = np.frombuffer(subset_bytes, dtype=UID_DTYPE)
+    keep = UidIndex.__new__(UidIndex)
+    keep.pairs = subset
+    groups: dict[str, list[tuple[tarfile.TarInfo, bytes]]] = {}
+    with tarfile.open(src) as tin:
+        for m in tin:
+            if m.isfile():
+                key = m.name.split(".", 1)[0]
+                groups.setdefault(key, []).append((m, tin.extractfile(m).read()))  # type: ignore[union-attr]
+    kept = 0
+    with tarfile.open(dst, "w") as tout:
+        for members in groups.values():
+            meta = next((data for m, data in members if m.name.endswith(".json")), None)
+            uid = _uid_of(meta) if meta is not None else None
+            if uid is None or uid not in keep:
+                continue
+            for m, data in members:
+                tout.addfile(m, io.BytesIO(data))
+            kept += 1
+    return kept
+
+
+def reshard(shards: list[Path], subset: np.ndarray, out: Path, workers: int = 8) -> int:
+    """Copy the subset's samples out of ``shards`` into ``out/00000000.tar``...; returns the count."""
+    out.mkdir(parents=True, exist_ok=True)
+    subset_bytes = np.sort(subset).tobytes()
+    jobs = [(str(s), str(out / f"{k:08d}.tar"), subset_bytes) for k, s in enumerate(shards)]
+    if workers <= 1 or len(jobs) == 1:
+        counts = [_filter_shard(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(workers) as ex:
+            counts = list(ex.map(_filter_shard, jobs))
+    (out / "sizes.json").write_text(json.dumps({Path(j[1]).name: c for j, c in zip(jobs, counts, strict=True)}))
+    return sum(counts)
+
+
+@dataclass(frozen=True)
+class DataCompSettings:
+    """Where the pool, the DataComp checkout and its evaluation sets are; how to launch."""
+
+    pool_dir: Path
+    datacomp_repo: Path | None = None
+    evalsets: Path | None = None
+    config: Path = field(default_factory=lambda: config_path("datacomp_small.json"))
+    nproc_per_node: int = 1
+    launcher_args: tuple[str, ...] = ()
+    reshard_workers: int = 8
+    train_timeout_s: float = 48 * 3600
+    eval_timeout_s: float = 12 * 3600
+
+
+def training_args(cfg: dict[str, Any], data: str, logs: Path, name: str, seed: int, world: int) -> list[str]:
+    """DataComp train.py's arguments for open_clip_train.main."""
+    per_rank = max(1, cfg["global_batch_size"] // world)
+    args = ["--save-frequency", "0", "--save-most-recent", "--dataset-type", "webdataset", "--dataset-resampled",
+            "--train-data", data, "--train-num-samples", str(cfg["samples_seen"] // cfg["num_checkpoints"]),
+            "--epochs", str(cfg["num_checkpoints"]), "--warmup", str(cfg["warmup"]), "--batch-size", str(per_rank),
+            "--lr", str(cfg["learning_rate"]), "--model", cfg["model"], "--precision", cfg["precision"],
+            "--workers", str(cfg["workers"]), "--seed", str(seed), "--logs", str(logs), "--name", name,
+            "--report-to", "", "--zeroshot-frequency", "0", "--val-frequency", "0"]
+    if cfg.get("device"):
+        args += ["--device", cfg["device"]]
+    return args + list(cfg.get("extra_args", []))
+
+
+def aggregate(results_jsonl: Path) -> dict[str, float]:
+    """Per-task main metrics (0-100) from DataComp's ``eval_results.jsonl``."""
+    scores = {}
+    for line in results_jsonl.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("main_metric") is not None:
+            scores[row.get("key") or row["dataset"]] = round(100 * float(row["main_metric"]), 3)
+    if not scores:
+        raise PipelineError(f"{results_jsonl} holds no task results")
+    return scores
+
+
+class DataCompPipeline:
+    """Subset → reshard → open_clip training → DataComp evaluation, as subprocesses."""
+
+    def __init__(self, settings: DataCompSettings) -> None:
+        self.settings = settings
+
+    def fingerprint(self) -> str:
+        s = self.settings
+        payload = {"pool": str(Path(s.pool_dir).resolve()), "config": Path(s.config).read_text(),
+                   "repo": str(s.datacomp_repo)}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def train(self, selection: Selection, workdir: Path, seed: int) -> Path:
+        """Reshard and train; returns the experiment directory (``logs/<name>``)."""
+        s = self.settings
+        cfg = {k: v for k, v in json.loads(Path(s.config).read_text()).items() if not k.startswith("_")}
+        workdir.mkdir(parents=True, exist_ok=True)
+        subset = uid_pairs(selection.ids)
+        np.save(workdir / "subset.npy", subset)
+        shards = sorted((Path(s.pool_dir) / "shards").glob("*.tar"))
+        if not shards:
+            raise PipelineError(f"no webdataset shards in {Path(s.pool_dir) / 'shards'}")
+        t0 = time.monotonic()
+        kept = reshard(shards, subset, workdir / "shards", s.reshard_workers)
+        if kept == 0:
+            raise PipelineError("none of the subset's uids were found in the shards")
+        (workdir / "reshard.json").write_text(json.dumps({"kept": kept, "requested": len(subset),
+                                                          "seconds": round(time.monotonic() - t0, 1)}))
+        n = len(shards)
+        data = str(workdir / "shards" / (f"{{{0:08d}..{n - 1:08d}}}.tar" if n > 1 else "00000000.tar"))
+        world = s.nproc_per_node * max(1, _nodes(s.launcher_args))
+        args_file = workdir / "open_clip_args.json"
+        args_file.write_text(json.dumps(training_args(cfg, data, workdir / "logs", "run", seed, world)))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(s.nproc_per_node),
+               *s.launcher_args, str(Path(__file__).with_name("openclip_main.py")), str(args_file)]
+        import os
+
+        from curbench_env.envs.llava665k.pipeline import OFFLINE_ENV
+
+        _run_logged(cmd, workdir / "train.log", s.train_timeout_s, "open_clip training", {**os.environ, **OFFLINE_ENV})
+        return workdir / "logs" / "run"
+
+    def evaluate(self, experiment: Path, workdir: Path) -> dict[str, float]:
+        s = self.settings
+        if s.datacomp_repo is None or s.evalsets is None:
+            raise PipelineError("evaluation needs a DataComp checkout and its eval sets (CURBENCH_DATACOMP_REPO, "
+                                "CURBENCH_DATACOMP_EVALSETS)")
+        import os
+
+        cmd = [sys.executable, str(Path(s.datacomp_repo) / "evaluate.py"), "--train_output_dir", str(experiment),
+               "--data_dir", str(s.evalsets)]
+        _run_logged(cmd, workdir / "eval.log", s.eval_timeout_s, "DataComp evaluation", {**os.environ})
+        return aggregate(experiment / "eval_results.jsonl")
+
+    def run(self, selection: Selection, workdir: Path, seed: int) -> EvalResult:
+        workdir.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        experiment = self.train(selection, workdir, seed)
+        train_s = time.monotonic() - t0
+        scores = self.evaluate(experiment, workdir)
+        avg = float(np.mean(list(scores.values())))
+        return EvalResult(scores=scores, average=round(avg, 4),
+                          timings={"train_s": round(train_s, 1), "eval_s": round(time.monotonic() - t0 - train_s, 1)},
+                          train_log=(workdir / "train.log").read_text(errors="replace")[-20_000:],
+                          eval_log=(workdir / "eval.log").read_text(errors="replace")[-20_000:],
+                          extra={"examples": len(selection.ids)})
+
+    def base_result(self, seed: int) -> EvalResult:
+        """DataComp trains from scratch: the untrained model is at chance on every task."""
+        return EvalResult(scores={}, average=0.0, extra={"note": "random-init CLIP; no evaluation run"})
+
+
+def _nodes(launcher_args: tuple[str, ...]) -> int:
+    args = list(launcher_args)
+    for k, a in enumerate(args):
+        if a.startswith("--nnodes"):
+            value = a.split("=", 1)[1] if "=" in a else (args[k + 1] if k + 1 < len(args) else "1")
+            try:
+                return int(str(value).split(":")[-1])
+            except ValueError:
+                return 1
+    return 1
+
+
+def steps_for(cfg: dict[str, Any]) -> int:
+    """Optimizer steps of a run: fixed by samples seen and the global batch, not by the subset."""
+    return math.ceil(cfg["samples_seen"] / cfg["global_batch_size"])
