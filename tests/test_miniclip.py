@@ -72,6 +72,6 @@ def test_env_episode_with_the_clip_score_baseline(tmp_path, tiny_clip):
                    run_dir=str(tmp_path / "run"), workspace_kwargs={"warn": False})
     summary = run_episode(env, SinglePolicyAgent("clip_score30"), seed=0, progress=False)
     hist = env.unwrapped.history
-    assert len(hist) == 1 and "clip_score" in hist[0].get("note", "clip_score")
+    assert len(hist) == 1 and "CLIP score top 30%" in hist[0]["note"]
     assert summary["best_score"] >= env.unwrapped.base.average
     env.close()
