@@ -108,7 +108,26 @@ class CuratorAgent(ScriptedAgent):
 
     name = "curator"
 
+    def reset(self, obs: dict[str, Any], info: dict[str, Any]) -> None:
+        # An image-caption pool (DataComp style) gets DataComp's filters instead.
+        self.captions = "metadata.jsonl" in obs.get("output", "")
+        super().reset(obs, info)
+
     def plan(self) -> list[str]:
+        if getattr(self, "captions", False):
+            return self.setup_commands() + [
+                "ls -la $POOL && head -3 $POOL/metadata.jsonl",
+                "python3 -c \"import json; r=[json.loads(l) for l in open('$POOL/metadata.jsonl')]; "
+                "import collections; print(len(r), collections.Counter(x['text'] for x in r).most_common(8))\"",
+                self.submit_command("no_filter"),
+                self.submit_command("random30"),
+                self.submit_command("text_filter"),
+                self.submit_command("clip_score30"),
+                self.submit_command("clip_score30", "--fraction 0.2", "_20"),
+                self.submit_command("clip_score30", "--fraction 0.4", "_40"),
+                self.submit_command("clip_score30", "--fraction 0.5", "_50"),
+                "done",
+            ]
         return self.setup_commands() + [
             "ls -la $POOL && pool-stats",
             "pool-show $(python3 -c \"import json; print(json.load(open('$POOL/pool.json'))[0]['id'])\")",
@@ -120,8 +139,8 @@ class CuratorAgent(ScriptedAgent):
             self.submit_command("top_loss"),
             self.submit_command("top_loss", "--noise-pct 90", "_p90"),
             self.submit_command("quality_mix"),
-            self.submit_command("quality_mix", "--noise-pct 60", "_p60"),
-            self.submit_command("quality_mix", "--noise-pct 80", "_p80"),
+            self.submit_command("benchmark_formats"),
+            self.submit_command("benchmark_formats", "--noise-pct 60", "_p60"),
             "done",
         ]
 

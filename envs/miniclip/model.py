@@ -4,6 +4,7 @@ number of samples seen (DataComp's rule: the subset changes, the compute does no
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 import time
@@ -51,7 +52,13 @@ def create(recipe: ClipRecipe, seed: int):
         (Path(d) / f"{MODEL_NAME}.json").write_text(json.dumps(model_config(recipe)))
         open_clip.add_model_config(d)
     torch.manual_seed(seed)
-    model = open_clip.create_model(MODEL_NAME, pretrained=None, output_dict=True)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # "No pretrained weights loaded": training from scratch is the point
+    try:
+        model = open_clip.create_model(MODEL_NAME, pretrained=None, output_dict=True)
+    finally:
+        root.setLevel(level)
     return model, open_clip.get_tokenizer(MODEL_NAME)
 
 

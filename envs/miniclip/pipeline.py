@@ -105,10 +105,23 @@ class MiniCLIPPipeline:
         from curbench_env.compat import ensure_torchvision
 
         ensure_torchvision()
+
+        import functools
+        from unittest import mock
+
+        from clip_benchmark.metrics import zeroshot_classification, zeroshot_retrieval
+        from tqdm import tqdm
+
+        t0 = time.monotonic()
+        quiet = functools.partial(tqdm, disable=True)  # its progress bars are noise in a user's terminal
+        with mock.patch.object(zeroshot_classification, "tqdm", quiet), mock.patch.object(zeroshot_retrieval, "tqdm", quiet):
+            scores = self._evaluate(model, tok)
+        return scores, time.monotonic() - t0
+
+    def _evaluate(self, model, tok) -> dict[str, float]:
         import torch
         from clip_benchmark.metrics import zeroshot_classification, zeroshot_retrieval
 
-        t0 = time.monotonic()
         cls = torch.utils.data.DataLoader(_Pairs(pixels(self.cls_images), torch.as_tensor(self.cls_labels), CLASSES),
                                           batch_size=256)
         # clip_benchmark's classifier and logits; its `evaluate` wrapper trips on numpy 2 (float() of a
@@ -119,7 +132,6 @@ class MiniCLIPPipeline:
         ret = torch.utils.data.DataLoader(_Pairs(pixels(self.ret_images), [[t] for t in self.ret_texts]),
                                           batch_size=256, collate_fn=_collate_texts)
         rr = zeroshot_retrieval.evaluate(model, ret, tok, "cpu", amp=False, recall_k_list=[1])
-        scores = {"zeroshot": round(100 * zs["acc1"], 2),
-                  "image_retrieval": round(100 * rr["image_retrieval_recall@1"], 2),
-                  "text_retrieval": round(100 * rr["text_retrieval_recall@1"], 2)}
-        return scores, time.monotonic() - t0
+        return {"zeroshot": round(100 * zs["acc1"], 2),
+                "image_retrieval": round(100 * rr["image_retrieval_recall@1"], 2),
+                "text_retrieval": round(100 * rr["text_retrieval_recall@1"], 2)}
