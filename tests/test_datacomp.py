@@ -74,9 +74,10 @@ def test_uid_index_and_reshard_keep_exactly_the_subset(tmp_path):
 
 def test_aggregate_reads_datacomp_eval_results(tmp_path):
     p = tmp_path / "eval_results.jsonl"
-    p.write_text('{"key": "imagenet1k", "dataset": "ImageNet 1k", "main_metric": 0.051}\n'
-                 '{"key": "fairness/fairface", "dataset": "FairFace", "main_metric": null}\n'
-                 '{"key": "cars", "dataset": "Stanford Cars", "main_metric": 0.1}\n')
+    # The rows DataComp's evaluate.py appends (key, dataset, metrics with main_metric).
+    p.write_text('{"key": "imagenet1k", "dataset": "ImageNet 1k", "metrics": {"acc1": 0.051, "main_metric": 0.051}}\n'
+                 '{"key": "fairness/fairface", "dataset": "FairFace", "metrics": {"main_metric": null}}\n'
+                 '{"key": "cars", "dataset": "Stanford Cars", "metrics": {"main_metric": 0.1}}\n')
     assert aggregate(p) == {"imagenet1k": 5.1, "cars": 10.0}
 
 
@@ -111,5 +112,9 @@ def test_open_clip_training_runs_through_torchrun_on_the_resharded_subset(tmp_pa
     experiment = pipe.train(Selection(ids=uids[:40]), tmp_path / "work", seed=0)
     log = (tmp_path / "work" / "train.log").read_text()
     assert "torch.distributed.run" in log and "open_clip" in log.lower()
-    assert list((experiment / "checkpoints").glob("*.pt")), log[-2000:]
+    assert (experiment / "checkpoints" / "epoch_latest.pt").exists(), log[-2000:]
+    import pickle
+
+    info = pickle.loads((experiment / "info.pkl").read_bytes())  # what DataComp's evaluate.py reads
+    assert info["scale_config"]["model"].startswith("local-dir:") and info["checkpoint"].endswith("epoch_latest.pt")
     assert json.loads((tmp_path / "work" / "reshard.json").read_text())["kept"] == 40

@@ -158,12 +158,14 @@ def training_args(cfg: dict[str, Any], data: str, logs: Path, name: str, seed: i
 
 
 def aggregate(results_jsonl: Path) -> dict[str, float]:
-    """Per-task main metrics (0-100) from DataComp's ``eval_results.jsonl``."""
+    """Per-task main metrics (0-100) from DataComp's ``eval_results.jsonl`` (rows of ``key``,
+    ``dataset``, ``metrics`` with ``main_metric``; tasks without one, like FairFace, are skipped)."""
     scores = {}
     for line in results_jsonl.read_text().splitlines():
         row = json.loads(line)
-        if row.get("main_metric") is not None:
-            scores[row.get("key") or row["dataset"]] = round(100 * float(row["main_metric"]), 3)
+        metric = (row.get("metrics") or {}).get("main_metric")
+        if metric is not None:
+            scores[row.get("key") or row["dataset"]] = round(100 * float(metric), 3)
     if not scores:
         raise PipelineError(f"{results_jsonl} holds no task results")
     return scores
@@ -209,7 +211,20 @@ class DataCompPipeline:
         from curbench_env.envs.llava665k.pipeline import OFFLINE_ENV
 
         _run_logged(cmd, workdir / "train.log", s.train_timeout_s, "open_clip training", {**os.environ, **OFFLINE_ENV})
-        return workdir / "logs" / "run"
+        experiment = workdir / "logs" / "run"
+        checkpoint = experiment / "checkpoints" / "epoch_latest.pt"
+        if not checkpoint.exists():
+            raise PipelineError(f"training wrote no checkpoint at {checkpoint}; log: {workdir / 'train.log'}")
+        # What DataComp's train.py leaves for its evaluate.py: the scale, its config, the checkpoint.
+        import pickle
+
+        with open(experiment / "info.pkl", "wb") as fh:
+            pickle.dump({"scale": "small", "scale_config": {"model": cfg["model"], "batch_size": cfg["global_batch_size"],
+                                                            "learning_rate": cfg["learning_rate"],
+                                                            "train_num_samples": cfg["samples_seen"],
+                                                            "warmup": cfg["warmup"]},
+                         "checkpoint": str(checkpoint), "seed": seed}, fh)
+        return experiment
 
     def evaluate(self, experiment: Path, workdir: Path) -> dict[str, float]:
         s = self.settings
