@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,12 @@ from curbench_env.audit import AuditReport, LeakageAudit, LeakageIndex
 from curbench_env.pipeline import Pipeline
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
 from curbench_env.workspace.base import Mount
+
+
+def setting(value: object, var: str) -> str | None:
+    """A task setting: the argument when given, else the environment variable ``var`` (None if neither)."""
+    got = value if value is not None else os.environ.get(var)
+    return str(got) if got else None
 
 
 class CurationTask(abc.ABC):

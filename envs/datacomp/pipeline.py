@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
+import os
 import sys
 import tarfile
 import time
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from curbench_env.envs.llava665k.pipeline import _run_logged, config_path
+from curbench_env.envs.llava665k.pipeline import OFFLINE_ENV, config_path, run_logged
 
 from curbench_env.errors import PipelineError
 from curbench_env.pipeline import EvalResult
@@ -48,15 +48,14 @@ class UidIndex(PoolIndex):
 
     def __init__(self, pairs: np.ndarray) -> None:
         self.pairs = np.sort(pairs)
-        self._keys = self.pairs.view(np.dtype((np.void, 16)))
         self._record = None
 
     def __contains__(self, item: str) -> bool:
-        try:
-            key = np.array([(int(item[:16], 16), int(item[16:32], 16))], dtype=UID_DTYPE)
-        except (ValueError, TypeError):
+        if not isinstance(item, str) or len(item) != 32:
             return False
-        if len(item) != 32:
+        try:
+            key = np.array([(int(item[:16], 16), int(item[16:], 16))], dtype=UID_DTYPE)
+        except ValueError:
             return False
         k = np.searchsorted(self.pairs, key)[0]
         return bool(k < len(self.pairs) and self.pairs[k] == key[0])
@@ -67,10 +66,6 @@ class UidIndex(PoolIndex):
     @property
     def ids(self) -> list[str]:  # type: ignore[override]
         return [f"{int(a):016x}{int(b):016x}" for a, b in self.pairs.tolist()]
-
-    @ids.setter
-    def ids(self, value: list[str]) -> None:  # PoolIndex.__init__ is not used; kept for the protocol
-        raise AttributeError("UidIndex.ids is read-only")
 
 
 def load_uids(metadata_dir: Path) -> np.ndarray:
@@ -92,9 +87,7 @@ def _uid_of(meta: bytes) -> str | None:
 
 def _filter_shard(job: tuple[str, str, bytes]) -> int:
     src, dst, subset_bytes = job
-    subset = np.frombuffer(subset_bytes, dtype=UID_DTYPE)
-    keep = UidIndex.__new__(UidIndex)
-    keep.pairs = subset
+    keep = UidIndex(np.frombuffer(subset_bytes, dtype=UID_DTYPE))
     groups: dict[str, list[tuple[tarfile.TarInfo, bytes]]] = {}
     with tarfile.open(src) as tin:
         for m in tin:
@@ -206,11 +199,7 @@ class DataCompPipeline:
         args_file.write_text(json.dumps(training_args(cfg, data, workdir / "logs", "run", seed, world)))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(s.nproc_per_node),
                *s.launcher_args, str(Path(__file__).with_name("openclip_main.py")), str(args_file)]
-        import os
-
-        from curbench_env.envs.llava665k.pipeline import OFFLINE_ENV
-
-        _run_logged(cmd, workdir / "train.log", s.train_timeout_s, "open_clip training", {**os.environ, **OFFLINE_ENV})
+        run_logged(cmd, workdir / "train.log", s.train_timeout_s, "open_clip training", {**os.environ, **OFFLINE_ENV})
         experiment = workdir / "logs" / "run"
         checkpoint = experiment / "checkpoints" / "epoch_latest.pt"
         if not checkpoint.exists():
@@ -231,11 +220,9 @@ class DataCompPipeline:
         if s.datacomp_repo is None or s.evalsets is None:
             raise PipelineError("evaluation needs a DataComp checkout and its eval sets (CURBENCH_DATACOMP_REPO, "
                                 "CURBENCH_DATACOMP_EVALSETS)")
-        import os
-
         cmd = [sys.executable, str(Path(s.datacomp_repo) / "evaluate.py"), "--train_output_dir", str(experiment),
                "--data_dir", str(s.evalsets)]
-        _run_logged(cmd, workdir / "eval.log", s.eval_timeout_s, "DataComp evaluation", {**os.environ})
+        run_logged(cmd, workdir / "eval.log", s.eval_timeout_s, "DataComp evaluation", {**os.environ})
         return aggregate(experiment / "eval_results.jsonl")
 
     def run(self, selection: Selection, workdir: Path, seed: int) -> EvalResult:
@@ -266,8 +253,3 @@ def _nodes(launcher_args: tuple[str, ...]) -> int:
             except ValueError:
                 return 1
     return 1
-
-
-def steps_for(cfg: dict[str, Any]) -> int:
-    """Optimizer steps of a run: fixed by samples seen and the global batch, not by the subset."""
-    return math.ceil(cfg["samples_seen"] / cfg["global_batch_size"])

@@ -10,7 +10,6 @@ output), and GPUs. ``reset`` names whatever is missing.
 from __future__ import annotations
 
 import importlib.util
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from curbench_env.envs.llava665k.pipeline import config_path
 from curbench_env.audit import LeakageIndex
 from curbench_env.errors import TaskUnavailable
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
-from curbench_env.task import CurationTask
+from curbench_env.task import CurationTask, setting
 
 README = """# Task: filter DataComp small (12.8M image-text pairs) for CLIP pretraining
 
@@ -37,11 +36,6 @@ DataComp's 38 evaluation tasks. The score is their average main metric (0-100).
 """
 
 
-def _env(value: Any, var: str) -> str | None:
-    got = value if value is not None else os.environ.get(var)
-    return str(got) if got else None
-
-
 class DataCompSmallTask(CurationTask):
     """DataComp small's filtering track (see the module docstring)."""
 
@@ -51,9 +45,9 @@ class DataCompSmallTask(CurationTask):
     def __init__(self, *, pool_dir: str | Path | None = None, datacomp_repo: str | Path | None = None,
                  evalsets: str | Path | None = None, config: str | Path | None = None, nproc_per_node: int = 8,
                  launcher_args: tuple[str, ...] | list[str] = (), require_gpu: bool = True) -> None:
-        self.pool_path = _env(pool_dir, "CURBENCH_DATACOMP_DIR")
-        self.repo = _env(datacomp_repo, "CURBENCH_DATACOMP_REPO")
-        self.evalsets = _env(evalsets, "CURBENCH_DATACOMP_EVALSETS")
+        self.pool_path = setting(pool_dir, "CURBENCH_DATACOMP_DIR")
+        self.repo = setting(datacomp_repo, "CURBENCH_DATACOMP_REPO")
+        self.evalsets = setting(evalsets, "CURBENCH_DATACOMP_EVALSETS")
         self.config = Path(config) if config else config_path("datacomp_small.json")
         self.nproc_per_node = nproc_per_node
         self.launcher_args = tuple(launcher_args)

@@ -76,9 +76,6 @@ def score(results: dict[str, Any], suite: Suite) -> dict[str, float]:
 def evaluate(model_dir: str, suite: Suite, out: Path, *, adapter: Path | None = None, device: str | None = None,
              seed: int = 0) -> dict[str, Any]:
     """Run the suite in this process; returns and writes ``eval.json``."""
-    from curbench_env.compat import ensure_torchvision
-
-    ensure_torchvision()
     import torch
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.models.simple.llava_hf import LlavaHf

@@ -6,7 +6,6 @@ hash) and question text, read through lmms-eval's own task definitions.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,17 +21,14 @@ MIN_TEXT_WORDS = 12
 
 def pixel_hash(image) -> str:
     """Hash of a picture's decoded RGB pixels (same for a JPEG and a PNG of the same pixels)."""
-    arr = np.ascontiguousarray(np.asarray(image.convert("RGB")))
-    return hashlib.sha256(arr.tobytes()).hexdigest()[:32]
+    from curbench_env.envs.minivqa.world import image_key
+
+    return image_key(np.asarray(image.convert("RGB")))
 
 
 def build_index(suite_path: Path, out: Path, log: Callable[[str], None] = print) -> LeakageIndex:
     """Hash every test document of every suite task; write the index to ``out``."""
     from curbench_env.envs.llava665k.evaluate import Suite
-
-    from curbench_env.compat import ensure_torchvision
-
-    ensure_torchvision()
     from lmms_eval.tasks import TaskManager, get_task_dict
 
     suite = Suite.load(suite_path)

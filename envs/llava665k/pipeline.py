@@ -60,7 +60,7 @@ def launch_command(settings: LlavaSettings, script: Path, script_args: list[str]
     raise PipelineError(f"unknown launcher {settings.launcher!r}; use deepspeed, accelerate or torchrun")
 
 
-def _run_logged(cmd: list[str], log: Path, timeout: float, what: str, env: dict[str, str]) -> None:
+def run_logged(cmd: list[str], log: Path, timeout: float, what: str, env: dict[str, str]) -> None:
     with open(log, "w") as fh:
         fh.write("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n")
         fh.flush()
@@ -135,7 +135,7 @@ class LlavaPipeline:
         if s.deepspeed:
             args += ["--deepspeed", str(s.deepspeed)]
         t0 = time.monotonic()
-        _run_logged(launch_command(s, script, args), workdir / "train.log", s.train_timeout_s, "training", self._env())
+        run_logged(launch_command(s, script, args), workdir / "train.log", s.train_timeout_s, "training", self._env())
         train_s = time.monotonic() - t0
         summary = json.loads((adapter / "train_summary.json").read_text())
         result = self._evaluate(workdir, seed, adapter)
@@ -160,7 +160,7 @@ class LlavaPipeline:
         if adapter is not None:
             cmd += ["--adapter", str(adapter)]
         t0 = time.monotonic()
-        _run_logged(cmd, workdir / "eval.log", s.eval_timeout_s, "evaluation", self._env())
+        run_logged(cmd, workdir / "eval.log", s.eval_timeout_s, "evaluation", self._env())
         report = json.loads((out / "eval.json").read_text())
         return EvalResult(scores=report["scores"], average=float(report["average"]),
                           timings={"train_s": 0.0, "eval_s": round(time.monotonic() - t0, 2)},

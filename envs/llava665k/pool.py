@@ -176,13 +176,16 @@ def load_arrow_pool(path: Path, image_root: Path | None = None) -> LlavaPool:
         # An image-bearing row whose picture lives in the dataset: the path only names it.
         images = [p or f"arrow/{i}" for p, i in zip(images, ids, strict=True)]
     text_col = "conversations" if "conversations" in cols else "texts"
+    # One column each, so reading a record's text never decodes its pictures.
+    texts = ds.select_columns([text_col])
+    pictures = ds.select_columns([picture_col]) if picture_col is not None else None
 
     def conversations(k: int) -> list[dict[str, str]]:
-        value = ds[k][text_col]
+        value = texts[k][text_col]
         return value if text_col == "conversations" else _cauldron_turns(value)
 
     def picture(k: int):
-        value = ds[k][picture_col]
+        value = pictures[k][picture_col]  # type: ignore[index]
         if isinstance(value, list):
             value = value[0] if value else None
         if isinstance(value, dict):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from curbench_env.audit import LeakageIndex
 from curbench_env.errors import TaskUnavailable
 from curbench_env.pipeline import curbench_home
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
-from curbench_env.task import CurationTask
+from curbench_env.task import CurationTask, setting
 from curbench_env.workspace.base import Mount
 
 README = """# Task: curate 10k examples of LLaVA-665K for LLaVA-1.5-7B
@@ -56,11 +55,6 @@ duplicates, over budget, evaluation pictures) cost nothing.
 """
 
 
-def _env_path(value: str | Path | None, var: str) -> str | None:
-    got = value if value is not None else os.environ.get(var)
-    return str(got) if got else None
-
-
 class Llava10kTask(CurationTask):
     """LLaVA-665K → LLaVA-1.5-7B LoRA, lmms-eval suite (the paper's main setting)."""
 
@@ -73,9 +67,9 @@ class Llava10kTask(CurationTask):
                  launcher: str = "deepspeed", launcher_args: tuple[str, ...] | list[str] = (),
                  leakage_index: str | Path | None = None, require_gpu: bool = True,
                  allow_rewrite: bool = False) -> None:
-        self.pool_path = _env_path(pool, "CURBENCH_LLAVA_POOL")
-        self.image_root = _env_path(image_root, "CURBENCH_LLAVA_IMAGES")
-        self.model = _env_path(model, "CURBENCH_LLAVA_MODEL")
+        self.pool_path = setting(pool, "CURBENCH_LLAVA_POOL")
+        self.image_root = setting(image_root, "CURBENCH_LLAVA_IMAGES")
+        self.model = setting(model, "CURBENCH_LLAVA_MODEL")
         self.budget = budget
         self.suite = Path(suite) if suite else config_path("llava_eval_suite.json")
         self.recipe = Path(recipe) if recipe else config_path("llava15_lora.json")

@@ -51,9 +51,6 @@ def make_pool(out: Path, n: int = 64, seed: int = 0) -> tuple[Path, Path]:
 
 def make_model(out: Path, texts: list[str], seed: int = 0) -> Path:
     """A random-init llava-hf model + processor (32 px pictures, 16 image tokens) in ``out``."""
-    from curbench_env.compat import ensure_torchvision
-
-    ensure_torchvision()
     from curbench_env.envs.minivqa.model import ModelConfig, build_model, build_tokenizer
     from transformers import CLIPImageProcessor, LlavaProcessor
 

@@ -9,7 +9,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -108,18 +108,14 @@ def train(images: np.ndarray, texts: list[str], recipe: ClipRecipe, seed: int,
     return model, tok
 
 
-def similarity(model, tok, images: np.ndarray, texts: list[str], batch: int = 512) -> np.ndarray:
-    """Cosine similarity of each (image, text) pair: the CLIP score."""
+def embed(model, tok, images: np.ndarray, texts: list[str], batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised image and text embeddings of (image, text) pairs; their row-wise dot product
+    is the CLIP score."""
     import torch
 
-    out = np.zeros(len(texts), dtype=np.float32)
     with torch.no_grad():
-        for s in range(0, len(texts), batch):
-            i = model.encode_image(pixels(images[s:s + batch]), normalize=True)
-            t = model.encode_text(tok(texts[s:s + batch]), normalize=True)
-            out[s:s + batch] = (i * t).sum(-1).numpy()
-    return out
-
-
-def recipe_dict(r: ClipRecipe) -> dict:
-    return asdict(r)
+        img = np.concatenate([model.encode_image(pixels(images[s:s + batch]), normalize=True).numpy()
+                              for s in range(0, len(texts), batch)])
+        txt = np.concatenate([model.encode_text(tok(texts[s:s + batch]), normalize=True).numpy()
+                              for s in range(0, len(texts), batch)])
+    return img.astype(np.float32), txt.astype(np.float32)

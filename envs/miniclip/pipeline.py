@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from curbench_env.envs.miniclip.model import ClipRecipe, pixels, train
 from curbench_env.envs.miniclip.world import CLASSES, TEMPLATES
+from curbench_env.envs.minivqa.pipeline import torch_threads
 
 from curbench_env.pipeline import EvalResult
 from curbench_env.submission import Selection
@@ -65,22 +66,15 @@ class MiniCLIPPipeline:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def run(self, selection: Selection, workdir: Path, seed: int) -> EvalResult:
-        import torch
-
-        with self._lock:
+        with self._lock, torch_threads(self.recipe.threads):
             self._load()
-            prev = torch.get_num_threads()
-            torch.set_num_threads(self.recipe.threads)
-            try:
-                rows = [self.row[u] for u in selection.ids]
-                log: list[str] = [f"training from scratch on {len(rows)} pairs, {self.recipe.samples_seen} samples "
-                                  f"seen, seed {seed}"]
-                t0 = time.monotonic()
-                model, tok = train(self.images[rows], [self.texts[k] for k in rows], self.recipe, seed, log.append)
-                train_s = time.monotonic() - t0
-                scores, eval_s = self.evaluate(model, tok)
-            finally:
-                torch.set_num_threads(prev)
+            rows = [self.row[u] for u in selection.ids]
+            log: list[str] = [f"training from scratch on {len(rows)} pairs, {self.recipe.samples_seen} samples "
+                              f"seen, seed {seed}"]
+            t0 = time.monotonic()
+            model, tok = train(self.images[rows], [self.texts[k] for k in rows], self.recipe, seed, log.append)
+            train_s = time.monotonic() - t0
+            scores, eval_s = self.evaluate(model, tok)
             workdir.mkdir(parents=True, exist_ok=True)
             (workdir / "train.log").write_text("\n".join(log) + "\n")
             return EvalResult(scores=scores, average=round(float(np.mean(list(scores.values()))), 4),
@@ -102,10 +96,6 @@ class MiniCLIPPipeline:
 
     def evaluate(self, model, tok) -> tuple[dict[str, float], float]:
         """Zero-shot accuracy over the 12 colour-shape classes; image/text retrieval recall@1."""
-        from curbench_env.compat import ensure_torchvision
-
-        ensure_torchvision()
-
         import functools
         from unittest import mock
 

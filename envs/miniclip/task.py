@@ -10,11 +10,9 @@ of (uint64, uint64) pairs, a ``.npy`` of hex strings, or one uid per line.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from functools import cached_property
 from pathlib import Path
@@ -26,7 +24,7 @@ from curbench_env.envs.miniclip.world import ClipWorldConfig, build_world, image
 
 from curbench_env.audit import LeakageIndex
 from curbench_env.errors import TaskUnavailable
-from curbench_env.pipeline import curbench_home
+from curbench_env.pipeline import build_lock, curbench_home
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
 from curbench_env.task import CurationTask
 
@@ -57,17 +55,6 @@ retrieval recall@1. The score is their average (0-100). Your goal: the highest a
 """
 
 
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ensure_world(cfg: ClipWorldConfig, recipe: ClipRecipe, log: Callable[[str], None] = print) -> Path:
     """Build the world and the reference CLIP's scores once (cached, safe across processes)."""
     import hashlib
@@ -76,7 +63,7 @@ def ensure_world(cfg: ClipWorldConfig, recipe: ClipRecipe, log: Callable[[str], 
     root = curbench_home() / "miniclip" / key
     if (root / "READY").exists():
         return root
-    with _locked(root.parent / f"{key}.lock"):
+    with build_lock(root.parent / f"{key}.lock"):
         if (root / "READY").exists():
             return root
         t0 = time.monotonic()
@@ -91,8 +78,7 @@ def ensure_world(cfg: ClipWorldConfig, recipe: ClipRecipe, log: Callable[[str], 
 
 def score_pool(root: Path, cfg: ClipWorldConfig, recipe: ClipRecipe, log: Callable[[str], None]) -> None:
     """Reference CLIP → ``clip_score`` in the metadata, embeddings in ``signals/``."""
-    import torch
-    from curbench_env.envs.miniclip.model import pixels, similarity, train
+    from curbench_env.envs.miniclip.model import embed, train
 
     hidden, pool = root / "hidden", root / "pool"
     ref_recipe = replace(recipe, samples_seen=cfg.reference_samples_seen)
@@ -101,12 +87,8 @@ def score_pool(root: Path, cfg: ClipWorldConfig, recipe: ClipRecipe, log: Callab
     images = np.load(pool / "images.npy")
     rows = [json.loads(line) for line in (pool / "metadata.jsonl").read_text().splitlines()]
     texts = [r["text"] for r in rows]
-    scores = similarity(ref, tok, images, texts)
-    with torch.no_grad():
-        img_emb = np.concatenate([ref.encode_image(pixels(images[s:s + 512]), normalize=True).numpy()
-                                  for s in range(0, len(rows), 512)])
-        txt_emb = np.concatenate([ref.encode_text(tok(texts[s:s + 512]), normalize=True).numpy()
-                                  for s in range(0, len(rows), 512)])
+    img_emb, txt_emb = embed(ref, tok, images, texts)
+    scores = (img_emb * txt_emb).sum(1)
     for r, s in zip(rows, scores, strict=True):
         r["clip_score"] = round(float(s), 5)
     (pool / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -121,8 +103,8 @@ def score_pool(root: Path, cfg: ClipWorldConfig, recipe: ClipRecipe, log: Callab
     sig.mkdir(exist_ok=True)
     (sig / "ids.json").write_text(json.dumps([r["uid"] for r in rows]))
     np.save(sig / "clip_score.npy", scores)
-    np.save(sig / "image_emb.npy", img_emb.astype(np.float32))
-    np.save(sig / "text_emb.npy", txt_emb.astype(np.float32))
+    np.save(sig / "image_emb.npy", img_emb)
+    np.save(sig / "text_emb.npy", txt_emb)
 
 
 class MiniCLIPTask(CurationTask):
@@ -142,9 +124,6 @@ class MiniCLIPTask(CurationTask):
         if self._root is not None:
             return
         try:
-            from curbench_env.compat import ensure_torchvision
-
-            ensure_torchvision()
             import clip_benchmark  # noqa: F401
             import open_clip  # noqa: F401
         except ImportError as exc:
@@ -180,14 +159,13 @@ class MiniCLIPTask(CurationTask):
         return LeakageIndex.load(self.root / "hidden" / "leakage_index.json")
 
     @cached_property
-    def _image_hashes(self) -> list[str]:
+    def _image_hashes(self) -> dict[str, str]:
         images = np.load(self.pool_dir / "images.npy")
-        return [image_key(im) for im in images]
+        return {u: image_key(im) for u, im in zip(self._uids, images, strict=True)}
 
     def audit_items(self, selection: Selection):
-        row = {u: k for k, u in enumerate(self._uids)}
         for u in selection.ids:
-            yield u, self._image_hashes[row[u]], ()
+            yield u, self._image_hashes[u], ()
 
     @cached_property
     def pipeline(self):

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from curbench_env.envs.minivqa.scenes import COLOURS, SHAPES, Obj, Scene, corrupt, random_scene, render
+from curbench_env.envs.minivqa.world import image_key
 
 from curbench_env.audit import LeakageIndex
 
@@ -47,10 +48,6 @@ GENERIC = ["image", "untitled", "photo", "picture", "no description"]
 #: Zero-shot classes: every colour-shape pair ("a red circle"), as ImageNet's class names.
 CLASSES = [f"{c} {s}" for c in COLOURS for s in SHAPES]
 TEMPLATES = ["a {c}.", "a photo of a {c}.", "a picture of a {c}."]
-
-
-def image_key(img: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()[:32]
 
 
 def short_caption(scene: Scene, rng: np.random.Generator) -> str:

@@ -84,7 +84,7 @@ class MiniVQAPipeline:
 
     # -- the contract ----------------------------------------------------------------------
     def run(self, selection: Selection, workdir: Path, seed: int) -> EvalResult:
-        with self._lock, _threads(self.recipe.threads):
+        with self._lock, torch_threads(self.recipe.threads):
             self._load()
             workdir.mkdir(parents=True, exist_ok=True)
             log_lines: list[str] = []
@@ -107,7 +107,7 @@ class MiniVQAPipeline:
                               train_log=train_log, eval_log=eval_log, extra={"examples": len(examples)})
 
     def base_result(self, seed: int) -> EvalResult:
-        with self._lock, _threads(self.recipe.threads):
+        with self._lock, torch_threads(self.recipe.threads):
             self._load()
             scores, eval_log, eval_s = self.evaluate(self.model)
             return EvalResult(scores=scores, average=float(np.mean(list(scores.values()))),
@@ -131,7 +131,7 @@ class MiniVQAPipeline:
         return scores, "\n".join(lines) + "\n", time.monotonic() - t0
 
 
-class _threads:
+class torch_threads:
     """Run torch with a fixed thread count (determinism and a fair share of the machine)."""
 
     def __init__(self, n: int) -> None:

@@ -5,11 +5,9 @@ signals the workspace tools serve (per-example loss, embeddings, lengths).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import numpy as np
 from curbench_env.envs.minivqa import model as M
 from curbench_env.envs.minivqa.world import WorldConfig, build_world
 
-from curbench_env.pipeline import curbench_home
+from curbench_env.pipeline import build_lock, curbench_home
 
 
 @dataclass(frozen=True)
@@ -60,23 +58,12 @@ def world_dir(preset: MiniVQAPreset) -> Path:
     return curbench_home() / "minivqa" / preset.fingerprint()
 
 
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # concurrent envs (vector envs, sweeps) build it once
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ensure_world(preset: MiniVQAPreset, log: Callable[[str], None] = print) -> Path:
     """Build what is missing (idempotent, safe across processes); return the world directory."""
     root = world_dir(preset)
     if (root / "READY").exists():
         return root
-    with _locked(root.parent / f"{root.name}.lock"):
+    with build_lock(root.parent / f"{root.name}.lock"):
         if (root / "READY").exists():
             return root
         t0 = time.monotonic()
