@@ -117,4 +117,14 @@ def test_open_clip_training_runs_through_torchrun_on_the_resharded_subset(tmp_pa
 
     info = pickle.loads((experiment / "info.pkl").read_bytes())  # what DataComp's evaluate.py reads
     assert info["scale_config"]["model"].startswith("local-dir:") and info["checkpoint"].endswith("epoch_latest.pt")
+    # The base score evaluates a random-init checkpoint the same way; without a DataComp checkout it
+    # stops at that boundary with the reason.
+    from curbench_env.errors import PipelineError
+
+    with pytest.raises(PipelineError, match="DataComp checkout"):
+        pipe.base_result(0)
+    from curbench_env.pipeline import curbench_home
+
+    base = curbench_home() / "datacomp" / "base" / f"{pipe.fingerprint()}-s0" / "run"
+    assert (base / "checkpoints" / "epoch_latest.pt").exists() and (base / "info.pkl").exists()
     assert json.loads((tmp_path / "work" / "reshard.json").read_text())["kept"] == 40

@@ -150,6 +150,18 @@ def training_args(cfg: dict[str, Any], data: str, logs: Path, name: str, seed: i
     return args + list(cfg.get("extra_args", []))
 
 
+def write_info(experiment: Path, cfg: dict[str, Any], checkpoint: Path, seed: int) -> None:
+    """What DataComp's train.py leaves for its evaluate.py: the scale, its config, the checkpoint."""
+    import pickle
+
+    with open(experiment / "info.pkl", "wb") as fh:
+        pickle.dump({"scale": "small", "scale_config": {"model": cfg["model"], "batch_size": cfg["global_batch_size"],
+                                                        "learning_rate": cfg["learning_rate"],
+                                                        "train_num_samples": cfg["samples_seen"],
+                                                        "warmup": cfg["warmup"]},
+                     "checkpoint": str(checkpoint), "seed": seed}, fh)
+
+
 def aggregate(results_jsonl: Path) -> dict[str, float]:
     """Per-task main metrics (0-100) from DataComp's ``eval_results.jsonl`` (rows of ``key``,
     ``dataset``, ``metrics`` with ``main_metric``; tasks without one, like FairFace, are skipped)."""
@@ -179,7 +191,7 @@ class DataCompPipeline:
     def train(self, selection: Selection, workdir: Path, seed: int) -> Path:
         """Reshard and train; returns the experiment directory (``logs/<name>``)."""
         s = self.settings
-        cfg = {k: v for k, v in json.loads(Path(s.config).read_text()).items() if not k.startswith("_")}
+        cfg = self.config()
         workdir.mkdir(parents=True, exist_ok=True)
         subset = uid_pairs(selection.ids)
         np.save(workdir / "subset.npy", subset)
@@ -204,15 +216,7 @@ class DataCompPipeline:
         checkpoint = experiment / "checkpoints" / "epoch_latest.pt"
         if not checkpoint.exists():
             raise PipelineError(f"training wrote no checkpoint at {checkpoint}; log: {workdir / 'train.log'}")
-        # What DataComp's train.py leaves for its evaluate.py: the scale, its config, the checkpoint.
-        import pickle
-
-        with open(experiment / "info.pkl", "wb") as fh:
-            pickle.dump({"scale": "small", "scale_config": {"model": cfg["model"], "batch_size": cfg["global_batch_size"],
-                                                            "learning_rate": cfg["learning_rate"],
-                                                            "train_num_samples": cfg["samples_seen"],
-                                                            "warmup": cfg["warmup"]},
-                         "checkpoint": str(checkpoint), "seed": seed}, fh)
+        write_info(experiment, cfg, checkpoint, seed)
         return experiment
 
     def evaluate(self, experiment: Path, workdir: Path) -> dict[str, float]:
@@ -239,8 +243,31 @@ class DataCompPipeline:
                           extra={"examples": len(selection.ids)})
 
     def base_result(self, seed: int) -> EvalResult:
-        """DataComp trains from scratch: the untrained model is at chance on every task."""
-        return EvalResult(scores={}, average=0.0, extra={"note": "random-init CLIP; no evaluation run"})
+        """The untrained (random-init) model, scored by the same evaluation: DataComp trains from
+        scratch, so this is the floor every subset starts from."""
+        import torch
+        from curbench_env.envs.miniclip.model import quiet_create
+
+        from curbench_env.pipeline import curbench_home
+
+        cfg = self.config()
+        workdir = curbench_home() / "datacomp" / "base" / f"{self.fingerprint()}-s{seed}"
+        experiment = workdir / "run"
+        checkpoint = experiment / "checkpoints" / "epoch_latest.pt"
+        if not checkpoint.exists():
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            torch.manual_seed(seed)
+            torch.save({"epoch": 0, "state_dict": quiet_create(cfg["model"]).state_dict()}, checkpoint)
+        write_info(experiment, cfg, checkpoint, seed)
+        t0 = time.monotonic()
+        scores = self.evaluate(experiment, workdir)
+        return EvalResult(scores=scores, average=round(float(np.mean(list(scores.values()))), 4),
+                          timings={"train_s": 0.0, "eval_s": round(time.monotonic() - t0, 1)},
+                          eval_log=(workdir / "eval.log").read_text(errors="replace")[-20_000:])
+
+    def config(self) -> dict[str, Any]:
+        """The fixed training configuration (``configs/datacomp_small.json``)."""
+        return {k: v for k, v in json.loads(Path(self.settings.config).read_text()).items() if not k.startswith("_")}
 
 
 def _nodes(launcher_args: tuple[str, ...]) -> int:

@@ -52,14 +52,21 @@ def create(recipe: ClipRecipe, seed: int):
         (Path(d) / f"{MODEL_NAME}.json").write_text(json.dumps(model_config(recipe)))
         open_clip.add_model_config(d)
     torch.manual_seed(seed)
+    return quiet_create(MODEL_NAME), open_clip.get_tokenizer(MODEL_NAME)
+
+
+def quiet_create(name: str):
+    """A random-init open_clip model, without its "No pretrained weights loaded" warning (training
+    from scratch is the point)."""
+    import open_clip
+
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.ERROR)  # "No pretrained weights loaded": training from scratch is the point
+    root.setLevel(logging.ERROR)
     try:
-        model = open_clip.create_model(MODEL_NAME, pretrained=None, output_dict=True)
+        return open_clip.create_model(name, pretrained=None, output_dict=True)
     finally:
         root.setLevel(level)
-    return model, open_clip.get_tokenizer(MODEL_NAME)
 
 
 def pixels(images: np.ndarray):
