@@ -21,6 +21,24 @@ err = Console(stderr=True, soft_wrap=True)
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Env id (see `curbench list`).")]
 SeedOpt = Annotated[int, typer.Option(help="Episode seed (fixes the training seed).")]
 BackendOpt = Annotated[str, typer.Option(help="Workspace backend: auto, bwrap, docker or local.")]
+PresetOpt = Annotated[str | None, typer.Option("--preset", help="Task preset (MiniVQA: default, tiny).")]
+TaskArgOpt = Annotated[list[str] | None, typer.Option(
+    "--task-arg", help="KEY=VALUE passed to the task (repeatable), e.g. device=cuda for MiniVQA on a GPU.")]
+
+
+def task_kwargs(preset: str | None, task_args: list[str] | None) -> dict[str, Any]:
+    """``--preset`` and ``--task-arg KEY=VALUE`` options as task keyword arguments (values read as JSON
+    where they parse, else as strings)."""
+    out: dict[str, Any] = {"preset": preset} if preset else {}
+    for item in task_args or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--task-arg {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def _log_path() -> Path:
@@ -86,12 +104,13 @@ def list_envs() -> None:
 
 
 @app.command()
-def setup(env: Annotated[str, typer.Argument(help="Env id to prepare.")] = "Curation-MiniVQA-v0") -> None:
+def setup(env: Annotated[str, typer.Argument(help="Env id to prepare.")] = "Curation-MiniVQA-v0",
+          task_preset: PresetOpt = None, task_args: TaskArgOpt = None) -> None:
     """Build (once) what an env needs: its world, base model and signals. Cached in $CURBENCH_HOME."""
     from curbench_env.registry import env_entry, load_task
 
     family, kwargs, _ = env_entry(env)
-    task = load_task(family, **kwargs)
+    task = load_task(family, **{**kwargs, **task_kwargs(task_preset, task_args)})
     with console.status(f"preparing {env} ..."):
         task.prepare()
     console.print(f"[green]ready:[/] {env} (pool at {task.pool_dir})")
@@ -106,14 +125,14 @@ def run(
     run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/<env>-<time>-s<seed>).")] = None,
     iterations: Annotated[int | None, typer.Option(help="Iteration budget (default 10).")] = None,
     scaffold: Annotated[list[str] | None, typer.Option(help="Scaffold wrapper(s) to apply.")] = None,
-    task_preset: Annotated[str | None, typer.Option("--preset", help="Task preset (MiniVQA: default, tiny).")] = None,
+    task_preset: PresetOpt = None,
+    task_args: TaskArgOpt = None,
 ) -> None:
     """Run one curation session with an agent and print the iterations table."""
     from curbench_env.runner import load_policy, run_episode
 
-    kwargs: dict[str, Any] = {}
-    if task_preset:
-        kwargs["task_kwargs"] = {"preset": task_preset}
+    tk = task_kwargs(task_preset, task_args)
+    kwargs: dict[str, Any] = {"task_kwargs": tk} if tk else {}
     policy = load_policy(agent, seed=seed)
     console.print(f"[bold]{env}[/] · agent {agent} · seed {seed} · preparing (first use builds the world) ...")
     e = _make_env(env, backend, run_dir, iterations, scaffold, **kwargs)
@@ -165,10 +184,12 @@ def play(
     seed: SeedOpt = 0,
     backend: BackendOpt = "auto",
     run_dir: Annotated[Path | None, typer.Option()] = None,
-    task_preset: Annotated[str | None, typer.Option("--preset")] = None,
+    task_preset: PresetOpt = None,
+    task_args: TaskArgOpt = None,
 ) -> None:
     """Be the agent: type shell commands and see exactly what an agent sees."""
-    kwargs: dict[str, Any] = {"task_kwargs": {"preset": task_preset}} if task_preset else {}
+    tk = task_kwargs(task_preset, task_args)
+    kwargs: dict[str, Any] = {"task_kwargs": tk} if tk else {}
     e = _make_env(env, backend, run_dir, None, **kwargs)
     try:
         obs, info = e.reset(seed=seed)
@@ -232,13 +253,14 @@ def baselines(
     seeds: Annotated[int, typer.Option(help="Training seeds per policy.")] = 3,
     out: Annotated[Path, typer.Option(help="JSON file for the table.")] = Path("baselines.json"),
     backend: BackendOpt = "auto",
-    task_preset: Annotated[str | None, typer.Option("--preset")] = None,
+    task_preset: PresetOpt = None,
+    task_args: TaskArgOpt = None,
     full: Annotated[bool, typer.Option(help="Include the full-pool fine-tune (slow).")] = True,
 ) -> None:
     """Fidelity table: base, random, scripted policies and the full pool, over seeds."""
     from curbench_env.baselines import print_table, run_baselines
 
-    kwargs: dict[str, Any] = {"preset": task_preset} if task_preset else {}
+    kwargs = task_kwargs(task_preset, task_args)
     result = run_baselines(env, seeds=seeds, backend=backend, task_kwargs=kwargs, include_full=full, console=console)
     out.write_text(json.dumps(result, indent=2))
     print_table(result, console)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 import gymnasium as gym
@@ -50,7 +51,12 @@ def load_task(task: str | CurationTask, **kwargs: Any) -> CurationTask:
     key = f"{target}|{sorted(kwargs.items())!r}"
     if key not in _TASK_CACHE:
         module, _, cls = target.partition(":")
-        _TASK_CACHE[key] = getattr(importlib.import_module(module), cls)(**kwargs)
+        factory = getattr(importlib.import_module(module), cls)
+        try:
+            inspect.signature(factory).bind(**kwargs)
+        except TypeError as exc:
+            raise ValueError(f"task {task!r} does not take these arguments {sorted(kwargs)}: {exc}") from None
+        _TASK_CACHE[key] = factory(**kwargs)
     return _TASK_CACHE[key]
 
 

@@ -144,12 +144,21 @@ def cosine_scale(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s weights live (batches are built on the CPU and moved there)."""
+    return next(model.parameters()).device
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def optimise(model: torch.nn.Module, batch: dict, opt: torch.optim.Optimizer, base_lrs: Sequence[float],
              scale: float) -> float:
     """One optimiser step at ``base_lrs * scale`` with gradient clipping at 1.0; returns the loss."""
     for g, lr in zip(opt.param_groups, base_lrs, strict=True):
         g["lr"] = lr * scale
-    loss = model(**batch).loss
+    loss = model(**to_device(batch, model_device(model))).loss
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -227,6 +236,7 @@ def greedy_answers(model: torch.nn.Module, prompts: Sequence[list[int]], pixel_v
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
         if pixel_values is not None:
             kwargs["pixel_values"] = pixel_values[start:start + len(chunk)]
+        kwargs = to_device(kwargs, model_device(model))
         gen = model.generate(**kwargs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
                              eos_token_id=eos_id)
         for row in gen[:, width:].tolist():
@@ -242,11 +252,11 @@ def example_losses(model: torch.nn.Module, examples: Sequence[Encoded], images: 
     out = np.zeros(len(examples), dtype=np.float32)
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
-        batch = _collate(chunk, pad_id, images)
+        batch = to_device(_collate(chunk, pad_id, images), model_device(model))
         labels = batch.pop("labels")
         logits = model(**batch).logits[:, :-1].float()
         target = labels[:, 1:]
         loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target.clamp(min=0), reduction="none")
         valid = (target != IGNORE_INDEX).float()
-        out[start:start + len(chunk)] = ((loss * valid).sum(1) / valid.sum(1).clamp(min=1)).numpy()
+        out[start:start + len(chunk)] = ((loss * valid).sum(1) / valid.sum(1).clamp(min=1)).cpu().numpy()
     return out

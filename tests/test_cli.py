@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -39,3 +40,34 @@ def test_inspect_shows_the_iterations_of_a_run(make_env, tmp_path):
     out = curbench("inspect", str(env.run_dir))
     assert out.returncode == 0, out.stderr
     assert "p.txt" in out.stdout and "alpha" in out.stdout
+
+
+def test_task_args_are_parsed_as_json_or_strings():
+    from curbench_env.cli import task_kwargs
+
+    assert task_kwargs("tiny", ["device=cuda", "budget=50", "allow_rewrite=true"]) == {
+        "preset": "tiny", "device": "cuda", "budget": 50, "allow_rewrite": True}
+    import pytest
+
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        task_kwargs(None, ["device"])
+
+
+def test_an_argument_the_task_does_not_take_is_one_line(tmp_path):
+    out = curbench("setup", "Curation-MiniVQA-v0", "--task-arg", "colour=red",
+                   env={**os.environ, "CURBENCH_HOME": str(tmp_path)})
+    assert out.returncode == 2 and "does not take these arguments ['colour']" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_device_the_machine_lacks_is_refused_before_any_build(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("this machine has a CUDA GPU; the refusal is for machines without one")
+    out = curbench("setup", "Curation-MiniVQA-v0", "--preset", "tiny", "--task-arg", "device=cuda",
+                   env={**os.environ, "CURBENCH_HOME": str(tmp_path)})
+    assert out.returncode == 2 and "asked for device 'cuda'" in out.stderr
+    assert not (tmp_path / "minivqa").exists()

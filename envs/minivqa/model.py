@@ -28,13 +28,13 @@ class ModelConfig:
 
     image_size: int = 32
     patch_size: int = 8
-    vision_hidden: int = 64
-    vision_layers: int = 2
-    text_hidden: int = 128
-    text_layers: int = 2
+    vision_hidden: int = 96
+    vision_layers: int = 3
+    text_hidden: int = 192
+    text_layers: int = 3
     text_heads: int = 4
     text_kv_heads: int = 2
-    text_intermediate: int = 256
+    text_intermediate: int = 384
     max_length: int = 160
 
     @property

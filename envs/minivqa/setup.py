@@ -26,6 +26,7 @@ class Stage1Config:
     batch_size: int = 64
     learning_rate: float = 2e-3
     seed: int = 0
+    device: str = "cpu"  # "cuda" aligns on a GPU (a different base model: part of the fingerprint)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class MiniVQAPreset:
         import hashlib
 
         blob = json.dumps({"world": self.world.fingerprint(), "model": asdict(self.model),
-                           "stage1": asdict(self.stage1), "version": 2}, sort_keys=True)
+                           "stage1": asdict(self.stage1), "version": 3}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -76,7 +77,7 @@ def ensure_world(preset: MiniVQAPreset, log: Callable[[str], None] = print) -> P
             build_base_model(preset, root, log)
         if not (root / "pool" / "signals" / "loss.npy").exists():
             log("computing pool signals with the base model (loss, embeddings, lengths)")
-            compute_signals(root)
+            compute_signals(root, preset.stage1.device)
         (root / "READY").write_text(json.dumps({"preset": asdict(preset), "seconds": time.monotonic() - t0}))
         log(f"MiniVQA world ready in {time.monotonic() - t0:.0f}s")
     return root
@@ -111,7 +112,7 @@ def build_base_model(preset: MiniVQAPreset, root: Path, log: Callable[[str], Non
     torch.set_num_threads(2)
     tok = M.build_tokenizer(_vocabulary_texts(root))
     model = M.build_model(preset.model, len(tok), tok.convert_tokens_to_ids("<image>"), tok.pad_token_id,
-                          preset.stage1.seed)
+                          preset.stage1.seed).to(preset.stage1.device)
     encoder = M.make_encoder(tok, preset.model)
     hidden = root / "hidden"
     M.stage1_align(model, encoder, np.load(hidden / "stage1_images.npy"),
@@ -123,14 +124,14 @@ def build_base_model(preset: MiniVQAPreset, root: Path, log: Callable[[str], Non
     tmp.rename(root / "base_model")
 
 
-def compute_signals(root: Path) -> None:
+def compute_signals(root: Path, device: str = "cpu") -> None:
     """Per-example signals from the read-only base model, for the workspace tools."""
     import torch
     from curbench_env.envs.llava_pipeline import example_losses
-    from curbench_env.envs.minivqa.pipeline import MiniVQAPipeline
+    from curbench_env.envs.minivqa.pipeline import MiniRecipe, MiniVQAPipeline
 
     torch.set_num_threads(2)
-    p = MiniVQAPipeline(root)
+    p = MiniVQAPipeline(root, MiniRecipe(device=device))
     p._load()
     ids = list(p.records)
     examples = [p.encode(i) for i in ids]
@@ -141,14 +142,14 @@ def compute_signals(root: Path) -> None:
         vt = p.model.model.vision_tower
         for start in range(0, len(rows), 512):
             chunk = rows[start:start + 512]
-            px = M.pixel_tensor(p.images[[r for _, r in chunk]])
-            feats = vt(pixel_values=px).last_hidden_state[:, 1:].mean(1).numpy()
+            px = M.pixel_tensor(p.images[[r for _, r in chunk]]).to(device)
+            feats = vt(pixel_values=px).last_hidden_state[:, 1:].mean(1).cpu().numpy()
             img_emb[[k for k, _ in chunk]] = feats
         emb = p.model.get_input_embeddings().weight
         txt_emb = np.zeros((len(ids), emb.shape[1]), dtype=np.float32)
         for k, e in enumerate(examples):
             toks = [t for t in e.input_ids if t != p.encoder.image_token_id]
-            txt_emb[k] = emb[toks].mean(0).numpy()
+            txt_emb[k] = emb[toks].mean(0).cpu().numpy()
     sig = root / "pool" / "signals"
     sig.mkdir(exist_ok=True)
     (sig / "ids.json").write_text(json.dumps(ids))

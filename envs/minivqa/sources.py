@@ -36,7 +36,7 @@ SOURCES: dict[str, SourceSpec] = {s.name: s for s in [
     SourceSpec("vqa", 0.15, "coco/train2017", wrong_rate=0.12, verbose_rate=0.15),    # VQAv2 / OKVQA
     SourceSpec("gqa", 0.12, "gqa/images", wrong_rate=0.20, verbose_rate=0.10),        # GQA
     SourceSpec("mc", 0.05, "coco/train2017", wrong_rate=0.10, verbose_rate=0.35),     # A-OKVQA
-    SourceSpec("count", 0.05, "coco/train2017", wrong_rate=0.30, verbose_rate=0.30),  # counting in VQAv2
+    SourceSpec("count", 0.05, "coco/train2017", wrong_rate=0.12, verbose_rate=0.12),  # counting in VQAv2
     SourceSpec("ocr", 0.10, "ocr_vqa/images", sign_prob=1.0, wrong_rate=0.15, verbose_rate=0.10),  # OCR-VQA
     SourceSpec("textcaps", 0.03, "textvqa/train_images", sign_prob=1.0, wrong_rate=0.05),          # TextCaps
     SourceSpec("region", 0.15, "vg/VG_100K", wrong_rate=0.12),                        # VG / RefCOCO

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -29,14 +30,16 @@ class MiniVQATask(CurationTask):
     eight held-out benchmarks (0-100, averaged).
 
     Arguments: ``preset`` (``"default"`` or ``"tiny"``), ``pool_size``, ``budget``, ``seed``
-    (the world's seed), ``allow_rewrite`` (accept rewritten conversations).
+    (the world's seed), ``allow_rewrite`` (accept rewritten conversations), ``device``
+    (``"cpu"``, the reference, or ``"cuda"`` for fast sweeps: a GPU aligns its own base model
+    and its scores are close to, not equal to, the CPU's).
     """
 
     name = "minivqa"
     title = "MiniVQA: select a fine-tuning subset for a tiny LLaVA (CPU)"
 
     def __init__(self, preset: str = "default", *, pool_size: int | None = None, budget: int | None = None,
-                 seed: int | None = None, allow_rewrite: bool = False) -> None:
+                 seed: int | None = None, allow_rewrite: bool = False, device: str = "cpu") -> None:
         if preset not in PRESETS:
             raise ValueError(f"unknown MiniVQA preset {preset!r}; choose {', '.join(PRESETS)}")
         base = PRESETS[preset]
@@ -45,7 +48,9 @@ class MiniVQATask(CurationTask):
                                    {"pool_size": pool_size, "budget": budget, "seed": seed}.items() if v is not None}
         if changes:
             world = WorldConfig(**{**world.__dict__, **changes})
-        self.preset = MiniVQAPreset(world=world, model=base.model, stage1=base.stage1)
+        stage1 = base.stage1 if device == base.stage1.device else replace(base.stage1, device=device)
+        self.preset = MiniVQAPreset(world=world, model=base.model, stage1=stage1)
+        self.device = device
         self.preset_name = preset
         self.allow_rewrite = allow_rewrite
         self._root: Path | None = None
@@ -62,6 +67,11 @@ class MiniVQATask(CurationTask):
                 f"Curation-MiniVQA-v0 needs the 'minivqa' extra ({exc.name} is missing): "
                 "pip install 'curbench-env[minivqa]'"
             ) from None
+        import torch
+
+        if self.device != "cpu" and not (self.device.startswith("cuda") and torch.cuda.is_available()):
+            raise TaskUnavailable(f"Curation-MiniVQA-v0 was asked for device {self.device!r}, which this machine "
+                                  "does not have; leave device at 'cpu' (the reference) or run on a CUDA GPU")
         self._root = ensure_world(self.preset)
 
     @property
@@ -94,7 +104,7 @@ class MiniVQATask(CurationTask):
 
     @cached_property
     def pipeline(self) -> MiniVQAPipeline:
-        return MiniVQAPipeline(self.root, MiniRecipe())
+        return MiniVQAPipeline(self.root, MiniRecipe(device=self.device))
 
     @cached_property
     def _image_hashes(self) -> dict[str, str]:
