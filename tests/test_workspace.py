@@ -265,3 +265,25 @@ def test_unknown_backend_is_a_clear_error(tmp_path):
     spec = WorkspaceSpec(host_dir=tmp_path / "ws", pool_dir=None, bin_dir=tmp_path)
     with pytest.raises(WorkspaceError, match="unknown workspace backend"):
         make_workspace("vm", spec)
+
+
+def test_local_backend_finds_the_tools_and_the_packages_from_a_relative_run_dir(tmp_path, monkeypatch):
+    """A relative run directory (the default `runs/...`) and a virtual environment's python:
+    the shell runs inside the workspace, so both must reach it as absolute paths."""
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    Path("run/.bin").mkdir(parents=True)
+    tool = Path("run/.bin/pool-hello")
+    tool.write_text("#!/bin/sh\necho hello from the tools\n")
+    tool.chmod(0o755)
+    spec = WorkspaceSpec(host_dir=Path("run/ws"), pool_dir=None, bin_dir=Path("run/.bin"), limits=LIMITS)
+    w = make_workspace("local", spec, warn=False)
+    w.start()
+    try:
+        assert w.run("pool-hello").output.strip() == "hello from the tools"
+        out = w.run("python3 -c 'import sys, numpy; print(sys.prefix)'")
+        assert out.exit_code == 0, out.output
+        assert out.output.strip() == sys.prefix  # this interpreter's environment, not the base one
+    finally:
+        w.close()

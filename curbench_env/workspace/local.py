@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 from curbench_env.workspace.shell import PersistentShell, stop_then_kill, subtree
@@ -37,7 +38,11 @@ class LocalWorkspace(ShellWorkspace):
 
     def environment(self) -> dict[str, str]:
         env = super().environment()
-        path = [str(self.spec.bin_dir), os.path.dirname(os.path.realpath(os.sys.executable))]
+        # Absolute paths: the shell runs inside the workspace, so a relative run directory
+        # (the default ``runs/...``) would hide the tools. The interpreter's own folder, not its
+        # resolved target: a virtual environment's python is a link to the base interpreter,
+        # whose folder has none of the environment's packages.
+        path = [str(self.spec.bin_dir.resolve()), os.path.dirname(os.path.abspath(sys.executable))]
         env["PATH"] = ":".join(path + ["/usr/local/bin", "/usr/bin", "/bin"])
         return env
 
