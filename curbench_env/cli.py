@@ -76,12 +76,15 @@ def main() -> None:
 
 
 def _make_env(env_id: str, backend: str, run_dir: Path | None, iterations: int | None,
-              scaffolds: list[str] | None = None, **kwargs: Any):
+              scaffolds: list[str] | None = None, task_options: dict[str, Any] | None = None):
     import gymnasium as gym
 
     from curbench_env.registry import env_entry
 
     env_entry(env_id)
+    kwargs: dict[str, Any] = {}
+    if task_options:  # only when given: an empty dict would replace the id's registered task arguments
+        kwargs["task_kwargs"] = task_options
     if iterations is not None:
         kwargs["iteration_budget"] = iterations
     env = gym.make(env_id, backend=backend, run_dir=run_dir, disable_env_checker=True, **kwargs)
@@ -131,11 +134,9 @@ def run(
     """Run one curation session with an agent and print the iterations table."""
     from curbench_env.runner import load_policy, run_episode
 
-    tk = task_kwargs(task_preset, task_args)
-    kwargs: dict[str, Any] = {"task_kwargs": tk} if tk else {}
     policy = load_policy(agent, seed=seed)
     console.print(f"[bold]{env}[/] · agent {agent} · seed {seed} · preparing (first use builds the world) ...")
-    e = _make_env(env, backend, run_dir, iterations, scaffold, **kwargs)
+    e = _make_env(env, backend, run_dir, iterations, scaffold, task_kwargs(task_preset, task_args))
     try:
         e.unwrapped.run_metadata["agent"] = agent
         summary = run_episode(e, policy, seed=seed, console=console)
@@ -188,9 +189,7 @@ def play(
     task_args: TaskArgOpt = None,
 ) -> None:
     """Be the agent: type shell commands and see exactly what an agent sees."""
-    tk = task_kwargs(task_preset, task_args)
-    kwargs: dict[str, Any] = {"task_kwargs": tk} if tk else {}
-    e = _make_env(env, backend, run_dir, None, **kwargs)
+    e = _make_env(env, backend, run_dir, None, task_options=task_kwargs(task_preset, task_args))
     try:
         obs, info = e.reset(seed=seed)
         console.print(obs["output"], markup=False, highlight=False)

@@ -145,11 +145,11 @@ def compute_signals(root: Path, device: str = "cpu") -> None:
             px = M.pixel_tensor(p.images[[r for _, r in chunk]]).to(device)
             feats = vt(pixel_values=px).last_hidden_state[:, 1:].mean(1).cpu().numpy()
             img_emb[[k for k, _ in chunk]] = feats
-        emb = p.model.get_input_embeddings().weight
+        emb = p.model.get_input_embeddings().weight.cpu()  # one copy, not one device round trip per example
         txt_emb = np.zeros((len(ids), emb.shape[1]), dtype=np.float32)
         for k, e in enumerate(examples):
             toks = [t for t in e.input_ids if t != p.encoder.image_token_id]
-            txt_emb[k] = emb[toks].mean(0).cpu().numpy()
+            txt_emb[k] = emb[toks].mean(0).numpy()
     sig = root / "pool" / "signals"
     sig.mkdir(exist_ok=True)
     (sig / "ids.json").write_text(json.dumps(ids))

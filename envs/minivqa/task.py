@@ -48,9 +48,7 @@ class MiniVQATask(CurationTask):
                                    {"pool_size": pool_size, "budget": budget, "seed": seed}.items() if v is not None}
         if changes:
             world = WorldConfig(**{**world.__dict__, **changes})
-        stage1 = base.stage1 if device == base.stage1.device else replace(base.stage1, device=device)
-        self.preset = MiniVQAPreset(world=world, model=base.model, stage1=stage1)
-        self.device = device
+        self.preset = MiniVQAPreset(world=world, model=base.model, stage1=replace(base.stage1, device=device))
         self.preset_name = preset
         self.allow_rewrite = allow_rewrite
         self._root: Path | None = None
@@ -73,6 +71,11 @@ class MiniVQATask(CurationTask):
             raise TaskUnavailable(f"Curation-MiniVQA-v0 was asked for device {self.device!r}, which this machine "
                                   "does not have; leave device at 'cpu' (the reference) or run on a CUDA GPU")
         self._root = ensure_world(self.preset)
+
+    @property
+    def device(self) -> str:
+        """Where alignment, fine-tuning and evaluation run (part of the preset's fingerprint)."""
+        return self.preset.stage1.device
 
     @property
     def root(self) -> Path:
