@@ -18,15 +18,13 @@ def run_baselines(env_id: str, *, seeds: int = 3, backend: str = "auto", task_kw
 
     import curbench_env  # noqa: F401  (registers the ids)
     from curbench_env.agents.scripted import POLICIES, POLICY_SETS, SinglePolicyAgent
-    from curbench_env.registry import env_entry
+    from curbench_env.registry import task_kwargs_for
     from curbench_env.runner import run_episode
-
-    env_entry(env_id)
 
     rows: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="curbench-baselines-") as tmp:
         env = gym.make(env_id, backend=backend, iteration_budget=1, run_root=Path(tmp),
-                       task_kwargs=dict(task_kwargs or {}), disable_env_checker=True)
+                       task_kwargs=task_kwargs_for(env_id, task_kwargs), disable_env_checker=True)
         try:
             task = env.unwrapped.task
             policies = policies or POLICY_SETS.get(task.name, list(POLICIES))

@@ -79,12 +79,9 @@ def _make_env(env_id: str, backend: str, run_dir: Path | None, iterations: int |
               scaffolds: list[str] | None = None, task_options: dict[str, Any] | None = None):
     import gymnasium as gym
 
-    from curbench_env.registry import env_entry
+    from curbench_env.registry import task_kwargs_for
 
-    env_entry(env_id)
-    kwargs: dict[str, Any] = {}
-    if task_options:  # only when given: an empty dict would replace the id's registered task arguments
-        kwargs["task_kwargs"] = task_options
+    kwargs: dict[str, Any] = {"task_kwargs": task_kwargs_for(env_id, task_options)}
     if iterations is not None:
         kwargs["iteration_budget"] = iterations
     env = gym.make(env_id, backend=backend, run_dir=run_dir, disable_env_checker=True, **kwargs)
@@ -110,10 +107,9 @@ def list_envs() -> None:
 def setup(env: Annotated[str, typer.Argument(help="Env id to prepare.")] = "Curation-MiniVQA-v0",
           task_preset: PresetOpt = None, task_args: TaskArgOpt = None) -> None:
     """Build (once) what an env needs: its world, base model and signals. Cached in $CURBENCH_HOME."""
-    from curbench_env.registry import env_entry, load_task
+    from curbench_env.registry import env_entry, load_task, task_kwargs_for
 
-    family, kwargs, _ = env_entry(env)
-    task = load_task(family, **{**kwargs, **task_kwargs(task_preset, task_args)})
+    task = load_task(env_entry(env)[0], **task_kwargs_for(env, task_kwargs(task_preset, task_args)))
     with console.status(f"preparing {env} ..."):
         task.prepare()
     console.print(f"[green]ready:[/] {env} (pool at {task.pool_dir})")

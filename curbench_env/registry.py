@@ -69,6 +69,11 @@ def env_entry(env_id: str) -> tuple[str, dict[str, Any], str]:
     return ENV_IDS[env_id]
 
 
+def task_kwargs_for(env_id: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An id's registered task arguments with ``overrides`` on top (what ``--task-arg`` means)."""
+    return {**env_entry(env_id)[1], **(overrides or {})}
+
+
 def register_envs() -> None:
     """Register every id in :data:`ENV_IDS` with Gymnasium (idempotent)."""
     for env_id, (family, task_kwargs, _) in ENV_IDS.items():

@@ -71,3 +71,22 @@ def test_a_device_the_machine_lacks_is_refused_before_any_build(tmp_path):
                    env={**os.environ, "CURBENCH_HOME": str(tmp_path)})
     assert out.returncode == 2 and "asked for device 'cuda'" in out.stderr
     assert not (tmp_path / "minivqa").exists()
+
+
+def test_task_args_go_on_top_of_an_ids_registered_arguments(monkeypatch, tmp_path):
+    import gymnasium.envs.registration as gym_registration
+
+    import curbench_env.registry as reg
+    from curbench_env.cli import _make_env
+
+    monkeypatch.setitem(reg.ENV_IDS, "Curation-MiniVQATinyTest-v0", ("minivqa", {"preset": "tiny"}, "test id"))
+    # the test id stays out of gymnasium's real registry
+    monkeypatch.setattr(gym_registration, "registry", dict(gym_registration.registry))
+    reg.register_envs()
+    assert reg.task_kwargs_for("Curation-MiniVQATinyTest-v0", {"budget": 7}) == {"preset": "tiny", "budget": 7}
+    env = _make_env("Curation-MiniVQATinyTest-v0", "local", tmp_path / "run", 1, task_options={"budget": 7})
+    try:
+        task = env.unwrapped.task
+        assert task.preset_name == "tiny" and task.preset.world.budget == 7
+    finally:
+        env.close()
