@@ -93,4 +93,22 @@ def install_import_hook() -> None:
     sys.meta_path.insert(0, _TorchvisionFinder())
 
 
+class _DropCpuAcceleratorNotice:
+    """Logging filter: DeepSpeed's 'Setting accelerator to CPU' notice, printed whenever transformers
+    imports its DeepSpeed integration (saving a model), says nothing on a machine that has no GPU."""
+
+    def filter(self, record) -> bool:
+        return "Setting accelerator to CPU" not in record.getMessage()
+
+
+def quiet_deepspeed_cpu_notice() -> None:
+    """Drop that one notice from DeepSpeed's logger (idempotent; it keeps every other message)."""
+    import logging
+
+    logger = logging.getLogger("DeepSpeed")  # DeepSpeed's own logger name; it keeps filters set before it
+    if not any(isinstance(f, _DropCpuAcceleratorNotice) for f in logger.filters):
+        logger.addFilter(_DropCpuAcceleratorNotice())
+
+
 install_import_hook()
+quiet_deepspeed_cpu_notice()

@@ -101,6 +101,24 @@ def test_pipeline_is_deterministic_and_scores_eight_benchmarks(tiny_world):
     assert "step" in a.train_log and a.eval_log.count("\n") == sum(1 for _ in (tiny_world / "hidden" / "benchmarks.jsonl").open())
 
 
+def test_saving_the_base_model_prints_no_third_party_noise(tiny_world, tmp_path):
+    """`curbench setup` on a CPU machine: no DeepSpeed accelerator notice, no shard progress bar."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pathlib, curbench_env\n"
+            "from curbench_env.envs.minivqa.model import load_base, save_base\n"
+            "m, tok, cfg = load_base(pathlib.Path(sys.argv[1]))\n"
+            "import transformers.utils.logging as l; l.enable_progress_bar()\n"
+            "save_base(m, tok, cfg, pathlib.Path(sys.argv[2]))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tiny_world / "base_model"), str(tmp_path / "saved")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "saved" / "model.safetensors").exists()
+    assert "Setting accelerator to CPU" not in out.stdout + out.stderr
+    assert "Writing model shards" not in out.stdout + out.stderr
+
+
 def test_signals_cover_the_pool(tiny_world):
     sig = tiny_world / "pool" / "signals"
     ids = json.loads((sig / "ids.json").read_text())

@@ -119,7 +119,15 @@ def stage1_align(model, encoder: ConversationEncoder, images: np.ndarray, pairs:
 
 def save_base(model, tokenizer, cfg: ModelConfig, path: Path) -> None:
     """Write the aligned base model in llava-hf format (loadable with from_pretrained)."""
-    model.save_pretrained(path)
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # one tiny shard: a "Writing model shards" bar is noise in `curbench setup`
+    try:
+        model.save_pretrained(path)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     tokenizer.save_pretrained(path)
     (path / "minivqa_model.json").write_text(json.dumps(asdict(cfg)))
 
