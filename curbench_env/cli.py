@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from curbench_env.console import make_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Curation-Bench as a Gymnasium environment: curate training data through a terminal.")
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
+console = make_console()
+err = make_console(stderr=True, soft_wrap=True)
 
 EnvOpt = Annotated[str, typer.Option("--env", "-e", help="Env id (see `curbench list`).")]
 SeedOpt = Annotated[int, typer.Option(help="Episode seed (fixes the training seed).")]

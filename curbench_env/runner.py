@@ -42,9 +42,9 @@ def load_policy(spec: str, *, seed: int = 0) -> Any:
 def run_episode(env: gym.Env, policy: Any, *, seed: int | None = 0, progress: bool = True,
                 console: Any = None, resume: bool = False) -> dict[str, Any]:
     """Play one episode; returns a summary (return, best score, iterations, run dir)."""
-    from rich.console import Console
+    from curbench_env.console import make_console
 
-    console = console or Console()
+    console = console or make_console()
     obs, info = env.reset(seed=None if resume else seed)
     policy.reset(obs, info)
     base = env.unwrapped

@@ -90,3 +90,22 @@ def test_task_args_go_on_top_of_an_ids_registered_arguments(monkeypatch, tmp_pat
         assert task.preset_name == "tiny" and task.preset.world.budget == 7
     finally:
         env.close()
+
+
+def test_tables_written_to_a_log_are_not_cut_to_80_columns(monkeypatch):
+    import io
+
+    from rich.table import Table
+
+    from curbench_env.console import LOG_WIDTH, make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    buf = io.StringIO()
+    console = make_console(file=buf)
+    assert console.width == LOG_WIDTH
+    table = Table(*[f"benchmark_{i}" for i in range(12)])
+    table.add_row(*["picks_benchmark_formats.txt"] + ["50"] * 11)
+    console.print(table)
+    assert "picks_benchmark_formats.txt" in buf.getvalue() and "benchmark_11" in buf.getvalue()
+    monkeypatch.setenv("COLUMNS", "90")
+    assert make_console(file=io.StringIO()).width == 90  # the user's own width wins
