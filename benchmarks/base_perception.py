@@ -61,9 +61,12 @@ def main() -> None:
 
     from curbench_env.cli import task_kwargs
 
-    task = MiniVQATask(**task_kwargs(a.preset, a.task_arg))
+    try:
+        task = MiniVQATask(**task_kwargs(a.preset, a.task_arg))
+    except (TypeError, ValueError) as e:  # a malformed or unknown --task-arg
+        ap.error(str(e))
     task.prepare()
-    device = task.preset.stage1.device
+    device = task.device
     base, tok, cfg = M.load_base(task.root / "base_model")
     base.to(device)
     rand = M.build_model(cfg, len(tok), base.config.image_token_index, tok.pad_token_id, seed=a.seed).to(device).eval()
