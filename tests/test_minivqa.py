@@ -46,6 +46,35 @@ def test_world_is_deterministic_for_a_seed(tmp_path):
     assert np.array_equal(np.load(tmp_path / "a/pool/images.npy"), np.load(tmp_path / "b/pool/images.npy"))
 
 
+def test_each_pool_record_gets_its_own_picture(tmp_path):
+    """A clean colour question's picture shows that colour in the cell it names (records and
+    pictures must not be shuffled apart: then nothing in the pool teaches the model to look)."""
+    import re
+
+    from curbench_env.envs.minivqa.scenes import COLOURS
+
+    build_world(WorldConfig(pool_size=1_500, eval_items_per_benchmark=5, stage1_captions=10), tmp_path)
+    records = json.loads((tmp_path / "pool/pool.json").read_text())
+    index = json.loads((tmp_path / "pool/image_index.json").read_text())
+    images = np.load(tmp_path / "pool/images.npy")
+    truth = {t["id"]: t for t in map(json.loads, (tmp_path / "hidden/ground_truth.jsonl").read_text().splitlines())}
+    assert len(images) == len(index) == len({r["image"] for r in records if "image" in r})
+    cells = {"top left": (0, 0), "top right": (0, 16), "bottom left": (16, 0), "bottom right": (16, 16)}
+    checked = 0
+    for r in records:
+        m = re.match(r"<image>\nWhat color is the \w+ at the (\w+ \w+)\?", r["conversations"][0]["value"])
+        answer = r["conversations"][1]["value"]
+        if not m or answer not in COLOURS or truth[r["id"]]["defects"]:
+            continue
+        y, x = cells[m.group(1)]
+        cell = images[index[r["image"]]][y:y + 16, x:x + 16].reshape(-1, 1, 3).astype(int)
+        rgb = np.array(list(COLOURS.values()))
+        nearest = np.abs(cell - rgb).sum(-1).min(0)  # per colour: its closest pixel in the cell
+        assert list(COLOURS)[int(nearest.argmin())] == answer, r["id"]
+        checked += 1
+    assert checked >= 20
+
+
 def test_records_are_in_llava_665k_format(tiny_world):
     records = json.loads((tiny_world / "pool" / "pool.json").read_text())
     prefixes = {r["image"].split("/")[0] for r in records if "image" in r}

@@ -41,7 +41,7 @@ class MiniVQAPreset:
         import hashlib
 
         blob = json.dumps({"world": self.world.fingerprint(), "model": asdict(self.model),
-                           "stage1": asdict(self.stage1), "version": 3}, sort_keys=True)
+                           "stage1": asdict(self.stage1), "version": 5}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -77,13 +77,14 @@ def build_world(cfg: WorldConfig, out: Path) -> dict[str, Any]:
 
     # 2. The pool.
     records, truth, images = _build_pool(cfg, rng_pool, index)
-    np.save(pool_dir / "images.npy", np.stack(images))
+    # Rows of images.npy follow each path's first appearance in pool.json (exact duplicates
+    # share their original's picture): image_index.json maps a record's path to its row.
+    paths = list(dict.fromkeys(r["image"] for r in records if "image" in r))
+    np.save(pool_dir / "images.npy", np.stack([images[p] for p in paths]))
     with open(pool_dir / "pool.json", "w") as fh:
         json.dump(records, fh)
     _write_jsonl(hidden / "ground_truth.jsonl", truth)
-    image_paths = [r.get("image") for r in records]
-    (pool_dir / "image_index.json").write_text(json.dumps({p: k for k, p in enumerate(dict.fromkeys(
-        p for p in image_paths if p))}))
+    (pool_dir / "image_index.json").write_text(json.dumps({p: k for k, p in enumerate(paths)}))
 
     # 3. Stage-1 corpus (LLaVA's pretraining stage, scaled down): separate scenes, mostly
     #    captions, some free-form questions answered in full sentences (the base LM's
@@ -157,7 +158,8 @@ def _build_pool(cfg: WorldConfig, rng: np.random.Generator, index: LeakageIndex)
             S.make_long(d, rng)
         drafts.append(d)
 
-    records, truth, images = [], [], []
+    records, truth = [], []
+    images: dict[str, np.ndarray] = {}  # path -> picture
     counters: dict[str, int] = {}
     used_ids: set[str] = set()
 
@@ -189,8 +191,9 @@ def _build_pool(cfg: WorldConfig, rng: np.random.Generator, index: LeakageIndex)
             img = render(random_scene(rng, sign_prob=spec.sign_prob), rng)
         counters[d.source] = counters.get(d.source, 0) + 1
         stem = id_.split("/")[-1] if d.source == "region" else id_
-        images.append(img)
-        return f"{spec.image_dir}/{stem}.png"
+        path = f"{spec.image_dir}/{stem}.png"
+        images[path] = img
+        return path
 
     for d in drafts:
         id_ = new_id(d.source)
