@@ -50,6 +50,21 @@ def _log_path() -> Path:
     return path
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Click's usage-error classes: recent typer releases vendor click as ``typer._click``, whose
+    exceptions are not ``click``'s."""
+    import click
+
+    kinds: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # typer that uses the click package itself
+        pass
+    else:
+        kinds.append(ClickException)
+    return tuple(kinds)
+
+
 def main() -> None:
     """Entry point: user errors become one clear line; crashes a line and a log path."""
     from curbench_env.errors import CurbenchError
@@ -65,9 +80,7 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # the CLI's last line of defence
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, _usage_errors()):  # unknown option, bad value: click's own message and exit code
             exc.show()
             sys.exit(exc.exit_code)
         log = _log_path()

@@ -27,6 +27,12 @@ def test_unknown_agent_is_one_line():
     assert out.returncode == 2 and "unknown scripted agent" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_an_unknown_option_is_a_usage_error_not_an_internal_error(tmp_path):
+    out = curbench("run", "--out", "x", env={**os.environ, "CURBENCH_HOME": str(tmp_path)})
+    assert out.returncode == 2 and "No such option: --out" in out.stderr
+    assert "internal error" not in out.stderr and not (tmp_path / "logs" / "last-error.log").exists()
+
+
 def test_inspect_a_directory_that_is_not_a_run(tmp_path):
     out = curbench("inspect", str(tmp_path))
     assert out.returncode == 2 and "not a curbench run directory" in out.stderr
