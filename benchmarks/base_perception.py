@@ -1,8 +1,8 @@
 """How much of a picture the MiniVQA base model's image tokens carry: linear probes on the projected
 image features (what the language model sees) for each grid cell's colour, shape and size (or
 "empty") and the object count, against the majority class and against the same architecture at
-random init. High probe accuracy with fine-tuned models that still answer from priors means the
-bottleneck is the language model's use of the image tokens, not the vision side. Run by hand on a
+random init. It tells whether the vision side of a world's base model carries what the benchmarks
+ask about; whether a fine-tune learns to use it is what the fidelity table shows. Run by hand on a
 built world: `python benchmarks/base_perception.py [--preset default] [--task-arg device=cuda]`."""
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ def test_each_pool_record_gets_its_own_picture(tmp_path):
     truth = {t["id"]: t for t in map(json.loads, (tmp_path / "hidden/ground_truth.jsonl").read_text().splitlines())}
     assert len(images) == len(index) == len({r["image"] for r in records if "image" in r})
     cells = {"top left": (0, 0), "top right": (0, 16), "bottom left": (16, 0), "bottom right": (16, 16)}
+    rgb = np.array(list(COLOURS.values()))
     checked = 0
     for r in records:
         m = re.match(r"<image>\nWhat color is the \w+ at the (\w+ \w+)\?", r["conversations"][0]["value"])
@@ -68,7 +69,6 @@ def test_each_pool_record_gets_its_own_picture(tmp_path):
             continue
         y, x = cells[m.group(1)]
         cell = images[index[r["image"]]][y:y + 16, x:x + 16].reshape(-1, 1, 3).astype(int)
-        rgb = np.array(list(COLOURS.values()))
         nearest = np.abs(cell - rgb).sum(-1).min(0)  # per colour: its closest pixel in the cell
         assert list(COLOURS)[int(nearest.argmin())] == answer, r["id"]
         checked += 1

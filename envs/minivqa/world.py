@@ -160,7 +160,6 @@ def _build_pool(cfg: WorldConfig, rng: np.random.Generator, index: LeakageIndex)
 
     records, truth = [], []
     images: dict[str, np.ndarray] = {}  # path -> picture
-    counters: dict[str, int] = {}
     used_ids: set[str] = set()
 
     def new_id(source: str) -> str:
@@ -189,7 +188,6 @@ def _build_pool(cfg: WorldConfig, rng: np.random.Generator, index: LeakageIndex)
             img = render(d.image_scene or d.scene, rng)  # type: ignore[arg-type]
         if image_key(img) in index.image_hashes:  # contamination control at build time
             img = render(random_scene(rng, sign_prob=spec.sign_prob), rng)
-        counters[d.source] = counters.get(d.source, 0) + 1
         stem = id_.split("/")[-1] if d.source == "region" else id_
         path = f"{spec.image_dir}/{stem}.png"
         images[path] = img
