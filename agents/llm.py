@@ -20,8 +20,7 @@ the per-benchmark feedback, and revise. Each scored submission spends one iterat
 {protocol}
 
 # Task
-{readme}
-{scaffold}"""
+{readme}"""
 
 TOOL_PROTOCOL = ("Act by calling exactly one tool per turn: `bash` runs a shell command, `submit` submits a file "
                  "of selected ids, `done` ends the session.")
@@ -83,10 +82,9 @@ class LiteLLMPolicy:
     # -- Policy protocol ------------------------------------------------------------------------
     def reset(self, obs: dict[str, Any], info: dict[str, Any]) -> None:
         protocol = TOOL_PROTOCOL if self.use_tools else TEXT_PROTOCOL
-        scaffold = info.get("scaffold_prompt") or ""
+        # The first observation is the whole brief: the task README and any scaffold's text.
         self.messages = [
-            {"role": "system", "content": SYSTEM.format(protocol=protocol, readme=obs["output"],
-                                                         scaffold=f"\n# Method guidance\n{scaffold}" if scaffold else "")},
+            {"role": "system", "content": SYSTEM.format(protocol=protocol, readme=obs["output"])},
             {"role": "user", "content": "Begin. Your workspace is ready."},
         ]
         self._pending_tool = None

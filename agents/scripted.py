@@ -7,38 +7,72 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 SCRIPTS = ("_common.py", "random_subset.py", "source_balanced.py", "format_filter.py", "dedup_diversity.py",
            "top_loss.py", "quality_mix.py", "ards_like.py", "icons_like.py", "clip_filter.py")
 
-#: name → (script, extra arguments, the note sent with the submission)
-POLICIES: dict[str, tuple[str, str, str]] = {
-    "random": ("random_subset.py", "", "random subset (baseline)"),
-    "source_balanced": ("source_balanced.py", "", "source balancing: equal share per (image source, format)"),
-    "format_filter": ("format_filter.py", "", "length/format filter: drop chat, off-format answers, p95 length"),
-    "dedup_diversity": ("dedup_diversity.py", "", "dedup + k-center diversity on base-model embeddings"),
-    "top_loss": ("top_loss.py", "", "EL2N-style top-loss with a per-source p95 loss noise filter"),
-    "quality_mix": ("quality_mix.py", "", "format/length/dedup/odd-picture filters + per-source p70 loss noise filter, balanced"),
-    "benchmark_formats": ("quality_mix.py", "--formats benchmark",
-                          "quality_mix filters on the benchmark-format groups only (short, letter, yes/no, box)"),
+@dataclass(frozen=True)
+class ScriptedPolicy:
+    """A baseline selection policy: a script in ``agents/scripts/``, its arguments and the note it submits."""
+
+    name: str
+    script: str
+    note: str
+    args: str = ""
+
+
+def _by_name(*policies: ScriptedPolicy) -> dict[str, ScriptedPolicy]:
+    return {p.name: p for p in policies}
+
+
+#: Scripted policies by name.
+POLICIES: dict[str, ScriptedPolicy] = _by_name(
+    ScriptedPolicy("random", "random_subset.py", "random subset (baseline)"),
+    ScriptedPolicy("source_balanced", "source_balanced.py", "source balancing: equal share per (image source, format)"),
+    ScriptedPolicy("format_filter", "format_filter.py",
+                   "length/format filter: drop chat, off-format answers, p95 length"),
+    ScriptedPolicy("dedup_diversity", "dedup_diversity.py", "dedup + k-center diversity on base-model embeddings"),
+    ScriptedPolicy("top_loss", "top_loss.py", "EL2N-style top-loss with a per-source p95 loss noise filter"),
+    ScriptedPolicy("quality_mix", "quality_mix.py",
+                   "format/length/dedup/odd-picture filters + per-source p70 loss noise filter, balanced"),
+    ScriptedPolicy("benchmark_formats", "quality_mix.py",
+                   "quality_mix filters on the benchmark-format groups only (short, letter, yes/no, box)",
+                   "--formats benchmark"),
     # Image-caption pools (Curation-MiniCLIP-v0), DataComp's baselines:
-    "no_filter": ("clip_filter.py", "--by none", "no filtering: the whole pool (DataComp baseline)"),
-    "random30": ("clip_filter.py", "--by random --fraction 0.3", "a random 30% of the pool"),
-    "clip_score30": ("clip_filter.py", "--by clip_score --fraction 0.3", "CLIP score top 30% (DataComp baseline)"),
-    "text_filter": ("clip_filter.py", "--by text", "text-based: drop file names, spam, short captions, duplicates"),
-    "ards_like": ("ards_like.py", "", "ARDS-like: budget shifted to the hardest format groups, p90 loss filter"),
-    "icons_like": ("icons_like.py", "", "ICONS-like: consensus of per-format-group embedding-alignment votes"),
-}
+    ScriptedPolicy("no_filter", "clip_filter.py", "no filtering: the whole pool (DataComp baseline)", "--by none"),
+    ScriptedPolicy("random30", "clip_filter.py", "a random 30% of the pool", "--by random --fraction 0.3"),
+    ScriptedPolicy("clip_score30", "clip_filter.py", "CLIP score top 30% (DataComp baseline)",
+                   "--by clip_score --fraction 0.3"),
+    ScriptedPolicy("text_filter", "clip_filter.py", "text-based: drop file names, spam, short captions, duplicates",
+                   "--by text"),
+    ScriptedPolicy("ards_like", "ards_like.py", "ARDS-like: budget shifted to the hardest format groups, p90 loss filter"),
+    ScriptedPolicy("icons_like", "icons_like.py",
+                   "ICONS-like: consensus of per-format-group embedding-alignment votes"),
+)
 
 
-#: The policies `curbench baselines` runs for each task family (by the task's name).
-POLICY_SETS: dict[str, list[str]] = {
-    "minivqa": ["random", "source_balanced", "format_filter", "dedup_diversity", "top_loss", "quality_mix",
-                "benchmark_formats", "ards_like", "icons_like"],
-    "miniclip": ["random30", "clip_score30", "text_filter"],
+@dataclass(frozen=True)
+class BaselineSet:
+    """The policies `curbench baselines` runs for a kind of pool, and the paper shape they must show.
+
+    ``shape``: "selection" (base < random < best scripted < full pool, the LLaVA setting) or
+    "filtering" (DataComp's: filtering beats no filtering at a fixed compute).
+    """
+
+    policies: tuple[str, ...]
+    shape: str
+
+
+#: Pool kind (``CurationTask.pool_kind``) → its baseline set.
+BASELINE_SETS: dict[str, BaselineSet] = {
+    "conversations": BaselineSet(("random", "source_balanced", "format_filter", "dedup_diversity", "top_loss",
+                                  "quality_mix", "benchmark_formats", "ards_like", "icons_like"), "selection"),
+    "image-caption": BaselineSet(("random30", "clip_score30", "text_filter"), "filtering"),
 }
+
 
 def script_text(name: str) -> str:
     """Source of one of the baseline selection scripts."""
@@ -60,10 +94,12 @@ class ScriptedAgent:
         self.seed = seed
         self._plan: Iterator[str] | None = None
         self.budget = 1000
+        self.pool_kind = "conversations"
         self.usage: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
 
     def reset(self, obs: dict[str, Any], info: dict[str, Any]) -> None:
-        self.budget = int(info.get("submission_budget") or _budget_from_text(obs.get("output", "")) or 1000)
+        self.budget = int(info["submission_budget"])
+        self.pool_kind = str(info["pool_kind"])
         self._plan = iter(self.plan())
 
     def act(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
@@ -79,10 +115,10 @@ class ScriptedAgent:
         return cmds
 
     def submit_command(self, policy: str, extra: str = "", tag: str = "") -> str:
-        script, args, note = POLICIES[policy]
+        p = POLICIES[policy]
         out = f"picks_{policy}{tag}.txt"
-        return (f"python3 policies/{script} --budget {self.budget} --seed {self.seed} --out {out} {args} {extra}"
-                f" && submit {out} --note {shlex.quote(note + (' ' + extra if extra else ''))}")
+        return (f"python3 policies/{p.script} --budget {self.budget} --seed {self.seed} --out {out} {p.args} {extra}"
+                f" && submit {out} --note {shlex.quote(p.note + (' ' + extra if extra else ''))}")
 
     def plan(self) -> list[str]:
         raise NotImplementedError
@@ -108,13 +144,8 @@ class CuratorAgent(ScriptedAgent):
 
     name = "curator"
 
-    def reset(self, obs: dict[str, Any], info: dict[str, Any]) -> None:
-        # An image-caption pool (DataComp style) gets DataComp's filters instead.
-        self.captions = "metadata.jsonl" in obs.get("output", "")
-        super().reset(obs, info)
-
     def plan(self) -> list[str]:
-        if getattr(self, "captions", False):
+        if self.pool_kind == "image-caption":  # DataComp-style pools get DataComp's filters
             return self.setup_commands() + [
                 "ls -la $POOL && head -3 $POOL/metadata.jsonl",
                 "python3 -c \"import json; r=[json.loads(l) for l in open('$POOL/metadata.jsonl')]; "
@@ -143,13 +174,6 @@ class CuratorAgent(ScriptedAgent):
             self.submit_command("benchmark_formats", "--noise-pct 60", "_p60"),
             "done",
         ]
-
-
-def _budget_from_text(text: str) -> int | None:
-    import re
-
-    m = re.search(r"at most (\d[\d,]*) examples", text)
-    return int(m.group(1).replace(",", "")) if m else None
 
 
 AGENTS = {"curator": CuratorAgent}

@@ -19,6 +19,7 @@ from curbench_env.errors import (
 )
 from curbench_env.pipeline import EvalResult, Pipeline
 from curbench_env.registry import ENV_IDS, register_envs
+from curbench_env.runner import resume_env, run_episode
 from curbench_env.submission import Selection, SubmissionRules
 from curbench_env.task import CurationTask
 
@@ -27,7 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CurationEnv", "CurationTask", "CurbenchError", "ENV_IDS", "EpisodeConfig", "EvalResult", "LeakageError",
     "Pipeline", "PipelineError", "SandboxLimits", "Selection", "SubmissionError", "SubmissionRules",
-    "TaskUnavailable", "WorkspaceError", "__version__",
+    "TaskUnavailable", "WorkspaceError", "__version__", "resume_env", "run_episode",
 ]
 
 register_envs()

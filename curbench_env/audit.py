@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from curbench_env.errors import LeakageError
 
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -28,8 +30,10 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(normalise_for_audit(text).encode()).hexdigest()[:32]
 
 
-def image_hash(data: bytes) -> str:
-    """Hash of an image's content (decoded pixels where the caller has them, else file bytes)."""
+def image_hash(data: bytes | np.ndarray) -> str:
+    """Hash of an image's content: its decoded pixels (an array) where the caller has them, else file bytes."""
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data).tobytes()
     return hashlib.sha256(data).hexdigest()[:32]
 
 

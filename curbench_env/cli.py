@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from curbench_env.console import make_console
@@ -112,8 +113,8 @@ def list_envs() -> None:
     import curbench_env
 
     table = Table("id", "task", "description")
-    for env_id, (task, _, desc) in curbench_env.ENV_IDS.items():
-        table.add_row(env_id, task, desc)
+    for spec in curbench_env.ENV_IDS.values():
+        table.add_row(spec.id, spec.task, spec.description)
     console.print(table)
 
 
@@ -123,7 +124,7 @@ def setup(env: Annotated[str, typer.Argument(help="Env id to prepare.")] = "Cura
     """Build (once) what an env needs: its world, base model and signals. Cached in $CURBENCH_HOME."""
     from curbench_env.registry import env_entry, load_task, task_kwargs_for
 
-    task = load_task(env_entry(env)[0], **task_kwargs_for(env, task_kwargs(task_preset, task_args)))
+    task = load_task(env_entry(env).task, **task_kwargs_for(env, task_kwargs(task_preset, task_args)))
     with console.status(f"preparing {env} ..."):
         task.prepare()
     console.print(f"[green]ready:[/] {env} (pool at {task.pool_dir})")
@@ -142,14 +143,14 @@ def run(
     task_args: TaskArgOpt = None,
 ) -> None:
     """Run one curation session with an agent and print the iterations table."""
-    from curbench_env.runner import load_policy, run_episode
+    from curbench_env.agents import load_policy
+    from curbench_env.runner import run_episode
 
     policy = load_policy(agent, seed=seed)
-    console.print(f"[bold]{env}[/] · agent {agent} · seed {seed} · preparing (first use builds the world) ...")
+    console.print(f"[bold]{env}[/] · agent {escape(agent)} · seed {seed} · preparing (first use builds the world) ...")
     e = _make_env(env, backend, run_dir, iterations, scaffold, task_kwargs(task_preset, task_args))
     try:
-        e.unwrapped.run_metadata["agent"] = agent
-        summary = run_episode(e, policy, seed=seed, console=console)
+        summary = run_episode(e, policy, seed=seed, console=console, agent=agent)
     finally:
         e.close()
     _print_iterations(Path(summary["run_dir"]))
@@ -161,28 +162,20 @@ def run(
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="Run directory of an interrupted episode.")],
     agent: Annotated[str | None, typer.Option(help="Agent (default: the one recorded).")] = None,
-    backend: BackendOpt = "auto",
+    backend: Annotated[str | None, typer.Option(help="Workspace backend (default: the one recorded).")] = None,
 ) -> None:
-    """Continue an interrupted episode from its run directory."""
-    import gymnasium as gym
-
-    from curbench_env.runner import load_policy, run_episode
+    """Continue an interrupted episode from its run directory, with every setting it was recorded with."""
+    from curbench_env.agents import load_policy
+    from curbench_env.config import RunConfig
+    from curbench_env.runner import resume_env, run_episode
     from curbench_env.trajectory import RunDirectory
 
-    cfg = RunDirectory.existing(run_dir).config
-    agent = agent or cfg.get("agent") or "curator"
-    policy = load_policy(agent, seed=cfg.get("seed", 0))
-    episode = cfg["episode"]
-    env = gym.make(cfg["env_id"], resume_from=run_dir, backend=backend, disable_env_checker=True,
-                   task_kwargs=cfg.get("task_kwargs") or {}, iteration_budget=episode["iteration_budget"],
-                   max_steps=episode["max_steps"], reward_mode=episode["reward_mode"])
-    from curbench_env.wrappers import wrap_scaffold
-
-    for name in cfg.get("scaffolds") or []:
-        env = wrap_scaffold(env, name)
-    env.unwrapped.run_metadata["agent"] = agent
+    cfg = RunConfig.from_dict(RunDirectory.existing(run_dir).config)
+    agent = agent or cfg.agent or "curator"
+    policy = load_policy(agent, seed=cfg.seed)
+    env = resume_env(run_dir, backend=backend)
     try:
-        summary = run_episode(env, policy, console=console, resume=True)
+        summary = run_episode(env, policy, console=console, resume=True, agent=agent)
     finally:
         env.close()
     _print_iterations(Path(summary["run_dir"]))
@@ -234,7 +227,7 @@ def _print_iterations(run_dir: Path) -> None:
     best = max((m["average"] for m in its), default=None)
     for m in its:
         style = "bold green" if m["average"] == best else None
-        table.add_row(str(m["iteration"]), Path(m["file"]).name, str(m["n_examples"]), f"{m['average']:.2f}",
+        table.add_row(str(m["iteration"]), escape(Path(m["file"]).name), str(m["n_examples"]), f"{m['average']:.2f}",
                       f"{m['delta_vs_base']:+.2f}", f"{m['reward']:+.2f}", (m.get("commit") or "")[:8],
                       *[f"{m['scores'].get(b, float('nan')):.0f}" for b in bench], style=style)
     console.print(table)
@@ -248,8 +241,8 @@ def inspect(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -
     run = RunDirectory.existing(run_dir)
     cfg = run.config
     steps = run.steps()
-    console.print(f"[bold]{cfg['env_id']}[/] seed {cfg.get('seed')} · {len(steps) - 1} steps · "
-                  f"agent {cfg.get('agent', '?')}")
+    console.print(f"[bold]{escape(str(cfg['env_id']))}[/] seed {cfg.get('seed')} · {len(steps) - 1} steps · "
+                  f"agent {escape(str(cfg.get('agent') or '?'))}")
     _print_iterations(run_dir)
     refused = [s for s in steps if (s.get("submission") or {}).get("status") in ("refused", "crashed")]
     if refused:
@@ -267,7 +260,7 @@ def baselines(
     full: Annotated[bool, typer.Option(help="Include the full-pool fine-tune (slow).")] = True,
 ) -> None:
     """Fidelity table: base, random, scripted policies and the full pool, over seeds."""
-    from curbench_env.baselines import print_table, run_baselines
+    from curbench_env.agents.baselines import print_table, run_baselines
 
     kwargs = task_kwargs(task_preset, task_args)
     result = run_baselines(env, seeds=seeds, backend=backend, task_kwargs=kwargs, include_full=full, console=console)
@@ -285,7 +278,8 @@ def build_leakage_index(
     """Hash the evaluation sets' pictures and long questions (read through lmms-eval) for the audit."""
     from curbench_env.registry import env_entry, load_task
 
-    family, kwargs, _ = env_entry(env)
+    spec = env_entry(env)
+    family, kwargs = spec.task, spec.task_kwargs
     if family != "llava10k":
         raise ValueError(f"{env} builds its leakage index with its world (`curbench setup {env}`)")
     from curbench_env.envs.llava665k.leakage import build_index

@@ -49,3 +49,35 @@ class EpisodeConfig:
         if unknown:
             raise ValueError(f"unknown episode option(s): {', '.join(sorted(unknown))}")
         return cls(limits=limits, **data)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to rebuild an episode, written once to config.json and read back on resume."""
+
+    env_id: str
+    task: str
+    task_kwargs: dict[str, Any]
+    episode: EpisodeConfig
+    seed: int = 0
+    task_info: dict[str, Any] = field(default_factory=dict)
+    scaffolds: tuple[str, ...] = ()
+    agent: str | None = None
+    created: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (the config.json layout)."""
+        data = dataclasses.asdict(self)
+        data["episode"] = self.episode.to_dict()
+        data["scaffolds"] = list(self.scaffolds)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Read a config.json (older run directories lack scaffolds/agent: they default)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names}
+        known["episode"] = EpisodeConfig.from_dict(known.get("episode") or {})
+        known["scaffolds"] = tuple(known.get("scaffolds") or ())
+        known["task_kwargs"] = dict(known.get("task_kwargs") or {})
+        return cls(**known)

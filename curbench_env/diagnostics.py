@@ -10,9 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from curbench_env.scaffolds import method_library, text
+from curbench_env.scaffolds import method_library, parse_declaration, text
 from curbench_env.trajectory import RunDirectory
-from curbench_env.wrappers.scaffolds import parse_declaration
 
 #: Keywords → policy family, for iterations that cite nothing (checked in order).
 FAMILY_KEYWORDS: list[tuple[str, str]] = [

@@ -1,12 +1,15 @@
-"""``CurationEnv``: one episode is one data-curation session in a sandboxed terminal."""
+"""``CurationEnv``: one episode is one data-curation session in a sandboxed terminal.
+
+The wiring, top-down: a command runs in the :mod:`workspace <curbench_env.workspace>`; a `submit`
+request it leaves passes the :class:`~curbench_env.gate.SubmissionGate`; the
+:class:`~curbench_env.scorer.Scorer` trains and evaluates it; the
+:class:`~curbench_env.episode.EpisodeState` gives the reward; the
+:class:`~curbench_env.recorder.Recorder` writes it all to the run directory.
+"""
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
-import traceback
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +17,23 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from curbench_env.config import EpisodeConfig, SandboxLimits
-from curbench_env.errors import CurbenchError, SubmissionError, WorkspaceError
-from curbench_env.pipeline import EvalResult, ResultCache, curbench_home
+from curbench_env.config import EpisodeConfig, RunConfig, SandboxLimits
+from curbench_env.episode import EpisodeState
+from curbench_env.errors import SubmissionError
+from curbench_env.gate import SubmissionCheck, SubmissionGate, SubmitRequest, take_requests
+from curbench_env.observation import feedback_scored, observation, welcome
+from curbench_env.pipeline import EvalResult
+from curbench_env.recorder import Recorder
 from curbench_env.registry import load_task
-from curbench_env.submission import Selection, parse_submission
+from curbench_env.scorer import Scorer, ScoringCrash
 from curbench_env.task import CurationTask
-from curbench_env.text import CHARSET, clip_text, normalise_text
+from curbench_env.text import CHARSET
 from curbench_env.trajectory import RunDirectory, default_run_dir
 from curbench_env.workspace import Workspace, WorkspaceSpec, make_workspace, resolve_backend
+from curbench_env.workspace.tools import install_tools
 
 ACTION_MAX_CHARS = 16_384
+SUBMIT_USAGE = "submit PATH [--note TEXT]"
 
 
 class CurationEnv(gym.Env):
@@ -32,181 +41,152 @@ class CurationEnv(gym.Env):
 
     ## Description
     The agent works in a sandboxed terminal holding a candidate training pool (read-only at
-    ``$POOL``) and a task README. It writes selection policies, runs them, and submits
-    subsets with ``submit PATH``. A fixed pipeline trains the fixed model on each valid
-    submission and evaluates it on held-out benchmarks; the per-benchmark scores come back
-    in the observation. Evaluation data never enters the workspace; every submission is
-    audited against it before training.
+    ``$POOL``) and a task README. It writes selection policies, runs them, and submits subsets
+    with ``submit PATH``. A fixed pipeline trains the fixed model on each valid submission and
+    evaluates it on held-out benchmarks; the per-benchmark scores come back in the observation.
+    Evaluation data never enters the workspace; every submission is audited against it.
 
     ## Action Space
     ``Text(16384, charset=CHARSET)``: one shell command, run in a persistent bash (cwd and
-    exported variables persist). ``submit PATH [--note TEXT]`` is a program on the PATH, so
-    it chains (``python select.py && submit picks.jsonl``). The action ``done`` ends the episode.
+    exported variables persist). ``submit PATH [--note TEXT]`` is a program on the PATH, so it
+    chains (``python select.py && submit picks.jsonl``). The action ``done`` ends the episode.
 
     ## Observation Space
-    ``Dict`` with
-    - ``output``: ``Text(observation_chars, min_length=0, charset=CHARSET)``: the command's
-      output (stdout and stderr), followed by submission feedback; normalised to printable
-      ASCII and capped with a visible truncation marker;
-    - ``exit_code``: ``Box(-1, 255, (), int64)``;
-    - ``iteration``, ``budget_left``: ``Box(0, budget, (), int64)``: scored submissions so far / left;
-    - ``best_score``, ``last_score``: ``Box(0, 100, (), float32)``: benchmark averages (the base
-      model's score before any submission).
+    ``Dict``: ``output`` (``Text(observation_chars)``: the command's output and the submission
+    feedback, printable ASCII, capped with a visible marker), ``exit_code`` (``Box(-1, 255)``),
+    ``iteration`` and ``budget_left`` (``Box(0, budget)``), ``best_score`` and ``last_score``
+    (``Box(0, 100)``: benchmark averages; the base model's before any submission).
 
     ## Rewards
     0 for plain commands and refused submissions. For a scored submission, by ``reward_mode``:
-    ``best`` (default) ``max(0, score - best so far)`` so the return is best - base;
+    ``best`` (default) ``max(0, score - best so far)``, so the return is best - base;
     ``previous`` ``score - previous score``; ``base`` ``score - base score``.
 
     ## Starting State
-    ``reset(seed)`` creates a run directory and a fresh workspace; the observation is the
-    task README. The seed fixes the training seed (scores are repeatable; results are cached
-    by content hash of selection, pipeline and seed).
+    ``reset(seed)`` creates a run directory and a fresh workspace; the observation is the task
+    README. The seed fixes the training seed; results are cached by content hash of selection,
+    pipeline and seed. ``options``: ``scaffolds`` and ``agent`` (names recorded in config.json).
 
     ## Episode End
-    Terminated when the iteration budget is spent or the agent runs ``done``. Truncated at
-    ``max_steps`` steps or after ``max_wall_clock_s`` seconds.
+    Terminated when the iteration budget is spent or on ``done``. Truncated at ``max_steps``
+    steps or after ``max_wall_clock_s`` seconds (counted across resumes).
 
     ## Arguments
-    - ``task``: task family name (``"minivqa"``), ``"module:Class"`` or a ``CurationTask``.
-    - ``task_kwargs``: passed to the task class (pool size, budget...).
-    - ``iteration_budget`` (10), ``max_steps`` (300), ``max_wall_clock_s`` (None),
-      ``reward_mode`` (``"best"``), ``backend`` (``"auto"``: bwrap where installed, else local;
-      or ``"docker"``), ``limits`` (:class:`SandboxLimits`), ``observation_chars`` (16000).
-    - ``run_dir``: where to record the first episode; ``run_root``: parent of generated run
-      directories ($CURBENCH_RUNS or ./runs); ``resume_from``: continue a recorded episode.
-    - ``render_mode``: ``"ansi"`` or None.
+    ``task`` (family name, ``"module:Class"`` or a ``CurationTask``), ``task_kwargs``,
+    ``iteration_budget`` (10), ``max_steps`` (300), ``max_wall_clock_s`` (None), ``reward_mode``
+    (``"best"``), ``backend`` (``"auto"``: bwrap where installed, else local; or ``"docker"``),
+    ``limits`` (:class:`SandboxLimits`), ``observation_chars`` (16000), ``docker_image``;
+    ``run_dir`` (the first episode's run directory), ``run_root`` ($CURBENCH_RUNS or ./runs);
+    ``resume_from``: continue a recorded episode with every setting it was recorded with (the
+    episode arguments here are ignored, except an explicit ``backend``); ``render_mode`` ("ansi").
 
-    ``info`` holds the iteration, budget left, per-benchmark scores, the audit report,
-    timings, the run directory and the workspace commit of each scored iteration.
+    ## Info
+    iteration, budget_left, steps, base/best scores, the submission rules and budget, the submit
+    usage, per-benchmark ``scores`` and the ``submission`` record (audit, timings, commit).
+    Heavy scaffolds add rules with :meth:`add_submission_check`.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
 
-    def __init__(
-        self,
-        task: str | CurationTask = "minivqa",
-        task_kwargs: dict[str, Any] | None = None,
-        *,
-        iteration_budget: int = EpisodeConfig.iteration_budget,
-        max_steps: int = EpisodeConfig.max_steps,
-        max_wall_clock_s: float | None = EpisodeConfig.max_wall_clock_s,
-        reward_mode: str = EpisodeConfig.reward_mode,
-        backend: str = EpisodeConfig.backend,
-        limits: SandboxLimits | dict[str, Any] | None = None,
-        observation_chars: int = EpisodeConfig.observation_chars,
-        docker_image: str = EpisodeConfig.docker_image,
-        run_dir: str | Path | None = None,
-        run_root: str | Path | None = None,
-        resume_from: str | Path | None = None,
-        render_mode: str | None = None,
-        env_id: str | None = None,
-        workspace_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        if reward_mode not in ("best", "previous", "base"):
-            raise ValueError(f"reward_mode must be 'best', 'previous' or 'base', not {reward_mode!r}")
+    def __init__(self, task: str | CurationTask = "minivqa", task_kwargs: dict[str, Any] | None = None, *,
+                 iteration_budget: int = EpisodeConfig.iteration_budget, max_steps: int = EpisodeConfig.max_steps,
+                 max_wall_clock_s: float | None = EpisodeConfig.max_wall_clock_s,
+                 reward_mode: str = EpisodeConfig.reward_mode, backend: str = EpisodeConfig.backend,
+                 limits: SandboxLimits | dict[str, Any] | None = None,
+                 observation_chars: int = EpisodeConfig.observation_chars,
+                 docker_image: str = EpisodeConfig.docker_image, run_dir: str | Path | None = None,
+                 run_root: str | Path | None = None, resume_from: str | Path | None = None,
+                 render_mode: str | None = None, env_id: str | None = None,
+                 workspace_kwargs: dict[str, Any] | None = None) -> None:
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be 'ansi' or None, not {render_mode!r}")
-        if isinstance(limits, dict):
-            limits = SandboxLimits(**limits)
-        self.config = EpisodeConfig(
-            iteration_budget=iteration_budget, max_steps=max_steps, max_wall_clock_s=max_wall_clock_s,
-            reward_mode=reward_mode,  # type: ignore[arg-type]
-            backend=resolve_backend(backend),  # type: ignore[arg-type]
-            observation_chars=observation_chars, limits=limits or SandboxLimits(), docker_image=docker_image,
-        )
+        self._resume_from = Path(resume_from) if resume_from else None
+        if self._resume_from is not None:
+            recorded = RunConfig.from_dict(RunDirectory.existing(self._resume_from).config)
+            self.config = recorded.episode
+            if backend != EpisodeConfig.backend:
+                self.config = EpisodeConfig.from_dict({**self.config.to_dict(), "backend": resolve_backend(backend)})
+            task = task if isinstance(task, CurationTask) else recorded.task
+            task_kwargs, env_id = recorded.task_kwargs, recorded.env_id
+        else:
+            if reward_mode not in ("best", "previous", "base"):
+                raise ValueError(f"reward_mode must be 'best', 'previous' or 'base', not {reward_mode!r}")
+            limits = SandboxLimits(**limits) if isinstance(limits, dict) else limits or SandboxLimits()
+            self.config = EpisodeConfig(
+                iteration_budget=iteration_budget, max_steps=max_steps, max_wall_clock_s=max_wall_clock_s,
+                reward_mode=reward_mode, backend=resolve_backend(backend),  # type: ignore[arg-type]
+                observation_chars=observation_chars, limits=limits, docker_image=docker_image)
         self.task_kwargs = dict(task_kwargs or {})
         self.task = load_task(task, **self.task_kwargs)
         self.task_ref = task if isinstance(task, str) else f"{type(task).__module__}:{type(task).__qualname__}"
         self.env_id = env_id or f"Curation-{self.task.name}"
         self.render_mode = render_mode
         self._first_run_dir = Path(run_dir) if run_dir else None
-        self._resume_from = Path(resume_from) if resume_from else None
         self._run_root = Path(run_root) if run_root else None
         self._workspace_kwargs = dict(workspace_kwargs or {})
-        #: Checks run on each parsed submission before training (wrappers add scaffold rules
-        #: here). Each gets (selection, request, env) and raises SubmissionError to refuse.
-        self.submission_validators: list[Any] = []
-        #: Text scaffolds add to what the agent is told (also passed to policies via info).
-        self.scaffold_prompt: str = ""
-        #: Extra facts recorded in config.json (the agent, the scaffolds applied).
-        self.run_metadata: dict[str, Any] = {}
-
+        self.gate = SubmissionGate(self.task)
+        self.scorer = Scorer(self.task)
         budget = self.config.iteration_budget
         self.action_space = spaces.Text(ACTION_MAX_CHARS, min_length=0, charset=CHARSET)
         self.observation_space = spaces.Dict({
-            "output": spaces.Text(observation_chars, min_length=0, charset=CHARSET),
+            "output": spaces.Text(self.config.observation_chars, min_length=0, charset=CHARSET),
             "exit_code": spaces.Box(-1, 255, shape=(), dtype=np.int64),
             "iteration": spaces.Box(0, budget, shape=(), dtype=np.int64),
             "budget_left": spaces.Box(0, budget, shape=(), dtype=np.int64),
             "best_score": spaces.Box(0.0, 100.0, shape=(), dtype=np.float32),
             "last_score": spaces.Box(0.0, 100.0, shape=(), dtype=np.float32),
         })
-
         self.workspace: Workspace | None = None
-        self.run: RunDirectory | None = None
-        self.cache = ResultCache(curbench_home() / "results" / self.task.name)
-        self._reset_state()
-
-    # -- state -------------------------------------------------------------------------------
-    def _reset_state(self) -> None:
-        self.steps = 0
-        self.iteration = 0
-        self.seed_value = 0
+        self.recorder: Recorder | None = None
+        self.state = EpisodeState.start(0.0, self.config.reward_mode)
         self.base: EvalResult | None = None
-        self.best_score = 0.0
-        self.last_score = 0.0
-        self.best_iteration: int | None = None
-        self.history: list[dict[str, Any]] = []
-        self.started = time.monotonic()
-        self._last_render = ""
-        self._done = False
+        self.history: list[dict[str, Any]] = []  # manifests of the scored iterations
+        self.steps, self.seed_value, self._done, self._last_render = 0, 0, False, ""
+        self._clock = time.monotonic()
+
+    def add_submission_check(self, check: SubmissionCheck) -> None:
+        """A rule every submission must pass before training (the hook heavy scaffolds use)."""
+        self.gate.add_check(check)
 
     @property
     def run_dir(self) -> Path | None:
         """The current episode's run directory (kept out of ``info`` so info stays deterministic)."""
-        return self.run.root if self.run else None
+        return self.recorder.root if self.recorder else None
 
     @property
-    def budget_left(self) -> int:
-        return max(0, self.config.iteration_budget - self.iteration)
+    def elapsed_s(self) -> float:
+        """Seconds this episode has run, across resumes."""
+        return time.monotonic() - self._clock
 
     # -- gymnasium API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         self._teardown()
-        self._reset_state()
         self.task.prepare()
-        resume = self._resume_from
-        self._resume_from = None
+        self.history, self._done = [], False
+        resume, self._resume_from = self._resume_from, None
         if resume is not None:
             return self._resume(resume)
-        self.seed_value = int(seed) if seed is not None else 0
-        self.base = self._base_result()
-        self.best_score = self.last_score = self.base.average
-
-        run_dir = self._first_run_dir or default_run_dir(self.env_id, seed, self._run_root)
+        self.seed_value, self.steps, self._clock = int(seed) if seed is not None else 0, 0, time.monotonic()
+        self.base = base = self.scorer.base(self.seed_value)
+        self.state = EpisodeState.start(base.average, self.config.reward_mode)
+        options = options or {}
+        config = RunConfig(env_id=self.env_id, task=self.task_ref, task_kwargs=self.task_kwargs, episode=self.config,
+                           seed=self.seed_value, task_info=self.task.describe(),
+                           scaffolds=tuple(options.get("scaffolds") or ()), agent=options.get("agent"),
+                           created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        self.recorder = Recorder(RunDirectory(self._first_run_dir or default_run_dir(self.env_id, seed, self._run_root)))
         self._first_run_dir = None
-        self.run = RunDirectory(run_dir)
-        self.run.create(self._run_config())
-        for rel, text in self.task.workspace_files().items():
-            target = self.run.workspace / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
-        self.run.commit("initial workspace")
+        self.recorder.start(config, self.task.workspace_files())
         self._start_workspace()
-
-        output = self._welcome() + "\n\n" + self.task.readme()
-        obs = self._obs(output, 0)
-        info = self._info()
-        self.run.append_step({"step": 0, "kind": "reset", "seed": seed, "output": output,
-                              "base_scores": self.base.scores, "base_average": self.base.average,
-                              "time": time.time()})
-        self._last_render = output
-        return obs, info
+        output = welcome(self.env_id, self.task.rules.describe(), self.config.iteration_budget, base.average,
+                         SUBMIT_USAGE) + "\n\n" + self.task.readme()
+        self.recorder.step({"step": 0, "kind": "reset", "seed": seed, "output": output, "base_scores": base.scores,
+                            "base_average": base.average, "elapsed_s": 0.0})
+        return self._observe(output, 0), self._info(last_scores=base.scores)
 
     def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
-        if self.run is None or self.workspace is None:
+        if self.recorder is None or self.workspace is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         if self._done:
             raise gym.error.ResetNeeded("the episode has ended; call reset()")
@@ -214,85 +194,61 @@ class CurationEnv(gym.Env):
             raise TypeError(f"an action is one shell command as a str, not {type(action).__name__}")
         self.steps += 1
         t0 = time.monotonic()
-        reward = 0.0
-        terminated = False
-        submission: dict[str, Any] | None = None
-        command = action.strip()
+        reward, terminated, submission, command = 0.0, False, None, action.strip()
         if command == "done":
-            output, exit_code = "Episode ended by the agent (`done`).", 0
-            terminated = True
+            output, exit_code, terminated = "Episode ended by the agent (`done`).", 0, True
         elif not command:
             output, exit_code = "(empty command)", 0
         else:
             result = self.workspace.run(action)
             output, exit_code = result.output, result.exit_code
-            feedback, reward, submission = self._process_outbox()
+            feedback, reward, submission = self._take_submissions()
             if feedback:
                 output = (output.rstrip("\n") + "\n\n" if output.strip() else "") + feedback
-        if self.iteration >= self.config.iteration_budget and not terminated:
-            terminated = True
-            output += f"\n\nIteration budget spent ({self.config.iteration_budget} scored submissions). Episode over."
-        truncated = False
-        if not terminated:
-            if self.steps >= self.config.max_steps:
-                truncated = True
-                output += f"\n\nStep limit reached ({self.config.max_steps} steps). Episode truncated."
-            elif self.config.max_wall_clock_s and time.monotonic() - self.started > self.config.max_wall_clock_s:
-                truncated = True
-                output += f"\n\nWall-clock limit reached ({self.config.max_wall_clock_s:g}s). Episode truncated."
+        end, terminated, truncated = self._episode_end(terminated)
         self._done = terminated or truncated
-        obs = self._obs(output, exit_code)
-        info = self._info(submission)
-        self.run.append_step({
+        obs = self._observe(output + end, exit_code)
+        self.recorder.step({
             "step": self.steps, "kind": "command", "action": action, "output": obs["output"],
             "exit_code": int(exit_code), "reward": reward, "terminated": terminated, "truncated": truncated,
-            "duration_s": round(time.monotonic() - t0, 4), "iteration": self.iteration,
-            "submission": submission, "time": time.time(),
-        })
+            "duration_s": round(time.monotonic() - t0, 4), "iteration": self.state.iteration,
+            "submission": submission, "elapsed_s": round(self.elapsed_s, 3)})
         self._last_render = f"$ {action}\n{obs['output']}"
         if self._done:
-            self._write_summary()
-        return obs, float(reward), terminated, truncated, info
+            self.recorder.summary(self.env_id, self.steps, self.state, self.elapsed_s)
+        return obs, float(reward), terminated, truncated, self._info(submission)
 
     def render(self) -> str | None:
-        if self.render_mode == "ansi":
-            return self._last_render
-        return None
+        return self._last_render if self.render_mode == "ansi" else None
 
     def close(self) -> None:
         self._teardown()
         super().close()
 
     # -- internals ---------------------------------------------------------------------------
+    def _episode_end(self, terminated: bool) -> tuple[str, bool, bool]:
+        cfg = self.config
+        if terminated:
+            return "", True, False
+        if self.state.iteration >= cfg.iteration_budget:
+            return f"\n\nIteration budget spent ({cfg.iteration_budget} scored submissions). Episode over.", True, False
+        if self.steps >= cfg.max_steps:
+            return f"\n\nStep limit reached ({cfg.max_steps} steps). Episode truncated.", False, True
+        if cfg.max_wall_clock_s and self.elapsed_s > cfg.max_wall_clock_s:
+            return f"\n\nWall-clock limit reached ({cfg.max_wall_clock_s:g}s). Episode truncated.", False, True
+        return "", False, False
+
     def _teardown(self) -> None:
         if self.workspace is not None:
             self.workspace.close()
             self.workspace = None
-        if self.run is not None:
-            self.run.close()
-
-    def _run_config(self) -> dict[str, Any]:
-        return {"env_id": self.env_id, "task": self.task_ref, "task_kwargs": self.task_kwargs,
-                "task_info": self.task.describe(), "episode": self.config.to_dict(), "seed": self.seed_value,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **self.run_metadata}
+        if self.recorder is not None:
+            self.recorder.close()
 
     def _start_workspace(self) -> None:
-        assert self.run is not None
-        bin_dir = self.run.root / ".bin"
-        if bin_dir.exists():
-            shutil.rmtree(bin_dir)
-        bin_dir.mkdir()
-        src = resources.files("curbench_env.sandbox_bin") / "submit"
-        (bin_dir / "submit").write_bytes(src.read_bytes())
-        (bin_dir / "submit").chmod(0o755)
-        tools = self.task.tools_dir()
-        if tools is not None:
-            for tool in Path(tools).iterdir():
-                if tool.is_file() and not tool.name.startswith(("_", ".")):
-                    (bin_dir / tool.name).write_bytes(tool.read_bytes())
-                    (bin_dir / tool.name).chmod(0o755)
-        (self.run.workspace / ".curbench" / "outbox").mkdir(parents=True, exist_ok=True)
-        spec = WorkspaceSpec(host_dir=self.run.workspace, pool_dir=self.task.pool_dir, bin_dir=bin_dir,
+        assert self.recorder is not None
+        bin_dir = install_tools(self.recorder.root / ".bin", self.task.tools_dir())
+        spec = WorkspaceSpec(host_dir=self.recorder.run.workspace, pool_dir=self.task.pool_dir, bin_dir=bin_dir,
                              limits=self.config.limits, docker_image=self.config.docker_image,
                              extra_mounts=self.task.workspace_mounts())
         kwargs = dict(self._workspace_kwargs)
@@ -301,215 +257,73 @@ class CurationEnv(gym.Env):
         self.workspace = make_workspace(self.config.backend, spec, **kwargs)
         self.workspace.start()
 
-    def _base_result(self) -> EvalResult:
-        key = ResultCache.key(Selection(ids=[]), "base:" + self.task.pipeline.fingerprint(), self.seed_value)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        result = self.task.pipeline.base_result(self.seed_value)
-        self.cache.put(key, result)
-        return result
+    def _observe(self, output: str, exit_code: int) -> dict[str, Any]:
+        self._last_render = output
+        return observation(output, exit_code, self.state, self.config)
 
-    def _welcome(self) -> str:
-        budget = self.config.iteration_budget
-        base = f"{self.base.average:.2f}" if self.base else "n/a"
-        return (
-            f"# {self.env_id}: data-curation session\n"
-            "Your workspace is the current directory ($WORKSPACE, your files persist); "
-            "the candidate pool is read-only at $POOL.\n"
-            f"Submit with `submit PATH [--note TEXT]` ({self.task.rules.describe()}). "
-            f"You have {budget} scored submissions; refused submissions cost none. "
-            f"Run `done` to finish.\n"
-            f"Base model (no fine-tuning): average {base}"
-        )
-
-    def _obs(self, output: str, exit_code: int) -> dict[str, Any]:
-        text = clip_text(normalise_text(output), self.config.observation_chars)
-        budget = self.config.iteration_budget
-        return {
-            "output": text,
-            "exit_code": np.array(max(-1, min(255, int(exit_code))), dtype=np.int64),
-            "iteration": np.array(min(self.iteration, budget), dtype=np.int64),
-            "budget_left": np.array(self.budget_left, dtype=np.int64),
-            "best_score": np.array(np.clip(self.best_score, 0, 100), dtype=np.float32),
-            "last_score": np.array(np.clip(self.last_score, 0, 100), dtype=np.float32),
-        }
-
-    def _info(self, submission: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _info(self, submission: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+        s = self.state
         info: dict[str, Any] = {
-            "iteration": self.iteration,
-            "budget_left": self.budget_left,
-            "steps": self.steps,
-            "base_score": self.base.average if self.base else None,
-            "best_score": self.best_score,
-            "best_iteration": self.best_iteration,
-            "submission_budget": self.task.rules.budget,
-        }
-        if self.scaffold_prompt:
-            info["scaffold_prompt"] = self.scaffold_prompt
+            "iteration": s.iteration, "budget_left": max(0, self.config.iteration_budget - s.iteration),
+            "steps": self.steps, "base_score": s.base_score, "best_score": s.best_score,
+            "best_iteration": s.best_iteration, "last_score": s.last_score, "task": self.task.name, "pool_kind": self.task.pool_kind, "submission_budget": self.task.rules.budget,
+            "submission_rules": self.task.rules.describe(), "submit_usage": SUBMIT_USAGE, **extra}
         if submission is not None:
             info["submission"] = submission
             if submission.get("status") == "scored":
-                info["scores"] = submission["scores"]
-                info["average"] = submission["average"]
+                info["scores"], info["average"] = submission["scores"], submission["average"]
         return info
 
     # -- submissions -------------------------------------------------------------------------
-    def _process_outbox(self) -> tuple[str, float, dict[str, Any] | None]:
-        assert self.run is not None
-        outbox = self.run.workspace / ".curbench" / "outbox"
-        requests = sorted(p for p in outbox.glob("*.json")) if outbox.is_dir() else []
-        if not requests:
-            return "", 0.0, None
-        parts, reward, info = [], 0.0, None
-        for n, req_path in enumerate(requests):
-            try:
-                req = json.loads(req_path.read_text())
-                if not isinstance(req, dict) or not isinstance(req.get("path"), str):
-                    raise ValueError("not a submit request")
-            except (OSError, ValueError):
-                req = None
-            req_path.unlink(missing_ok=True)
-            if req is None:
-                parts.append("== submission refused: unreadable request in the outbox (use the `submit` program) ==")
-                continue
-            if n > 0:
-                parts.append(f"== submission of {req['path']} refused: one submission per command; "
+    def _take_submissions(self) -> tuple[str, float, dict[str, Any] | None]:
+        assert self.recorder is not None
+        parts, reward, record = [], 0.0, None
+        for n, request in enumerate(take_requests(self.recorder.run.workspace)):
+            if isinstance(request, SubmissionError):
+                parts.append(f"== submission refused: {request} ==")
+            elif n > 0:
+                parts.append(f"== submission of {request.path} refused: one submission per command; "
                              "submit it again in its own command ==")
-                continue
-            text, reward, info = self._handle_submission(req)
-            parts.append(text)
-        return "\n".join(parts), reward, info
+            else:
+                text, reward, record = self._submit(request)
+                parts.append(text)
+        return "\n".join(parts), reward, record
 
-    def _handle_submission(self, req: dict[str, Any]) -> tuple[str, float, dict[str, Any]]:
-        assert self.run is not None and self.workspace is not None and self.base is not None
-        shown = req["path"]
+    def _submit(self, request: SubmitRequest) -> tuple[str, float, dict[str, Any]]:
+        assert self.recorder is not None and self.workspace is not None and self.base is not None
+        shown = request.path
         try:
-            host_path = self.workspace.to_host(req["path"], req.get("cwd"))
-        except WorkspaceError as exc:
-            return self._refused(shown, str(exc))
-        try:
-            selection = parse_submission(host_path, self.task.rules, self.task.pool, shown_as=shown)
-            selection.note = str(req.get("note") or "")
-            for validate in self.submission_validators:
-                validate(selection, req, self)
-            report = self.task.audit(selection)
-            from curbench_env.audit import LeakageAudit
-
-            LeakageAudit(self.task.leakage_index).enforce(report)
+            admitted = self.gate.admit(request, self.workspace)
         except SubmissionError as exc:
-            return self._refused(shown, str(exc), problems=exc.problems)
+            text = f"== submission {shown} refused (no iteration spent) ==\n{exc}"
+            return text, 0.0, {"status": "refused", "file": shown, "error": str(exc), "problems": exc.problems[:50]}
+        try:
+            result = self.scorer.score(admitted.selection, self.seed_value,
+                                       self.recorder.root / "work" / f"step-{self.steps:04d}")
+        except ScoringCrash as exc:
+            text = (f"== submission {shown}: training/evaluation crashed: {exc}\nThe iteration is not spent. "
+                    f"Log: {exc.log.relative_to(self.recorder.root)} in the run directory. ==")
+            return text, 0.0, {"status": "crashed", "file": shown, "error": str(exc)}
+        previous_best = self.state.best_score
+        self.state, reward = self.state.scored(result.average)
+        manifest = self.recorder.iteration(self.steps, admitted, result, self.state, reward, shown).to_dict()
+        self.history.append(manifest)
+        text = feedback_scored(manifest, admitted, result, self.base, previous_best, self.config.iteration_budget)
+        return text, reward, manifest
 
-        index = self.iteration + 1
-        key = ResultCache.key(selection, self.task.pipeline.fingerprint(), self.seed_value)
-        result = self.cache.get(key)
-        scratch = self.run.root / "work" / f"step-{self.steps:04d}"
-        if result is None:
-            scratch.mkdir(parents=True, exist_ok=True)
-            try:
-                result = self.task.pipeline.run(selection, scratch, self.seed_value)
-            except Exception as exc:  # a crashed run must leave the episode intact
-                log = scratch / "crash.log"
-                log.write_text(traceback.format_exc())
-                msg = exc.args[0] if isinstance(exc, CurbenchError) and exc.args else f"{type(exc).__name__}: {exc}"
-                text = (f"== submission {shown}: training/evaluation crashed: {msg}\n"
-                        f"The iteration is not spent. Log: {log.relative_to(self.run.root)} in the run directory. ==")
-                return text, 0.0, {"status": "crashed", "file": shown, "error": msg}
-            self.cache.put(key, result)
-
-        score = result.average
-        previous_best = self.best_score
-        if self.config.reward_mode == "best":
-            reward = max(0.0, score - self.best_score)
-        elif self.config.reward_mode == "previous":
-            reward = score - self.last_score
-        else:
-            reward = score - self.base.average
-        self.iteration = index
-        self.last_score = score
-        if score > self.best_score or self.best_iteration is None and score >= self.best_score:
-            self.best_score = score
-            self.best_iteration = index
-        record = self._record_iteration(index, selection, report, result, reward, shown)
-        self.history.append(record)
-        lines = [
-            f"== submission {shown}: {len(selection)} examples ==",
-            f"audit: clean ({report.checked} checked)",
-            (f"trained in {result.timings.get('train_s', 0):.1f}s, evaluated in {result.timings.get('eval_s', 0):.1f}s"
-             + ("  [cached result: this exact selection was scored before]" if result.cached else "")),
-            result.table(reference=self.base),
-            f"iteration {index}/{self.config.iteration_budget}: average {score:.2f} "
-            f"(best before {previous_best:.2f}; base {self.base.average:.2f}); reward {reward:+.2f}",
-        ]
-        if record.get("commit"):
-            lines.append(f"workspace committed as {record['commit'][:10]}")
-        return "\n".join(lines), reward, record
-
-    def _refused(self, shown: str, message: str, problems: list[str] | None = None) -> tuple[str, float, dict]:
-        text = f"== submission {shown} refused (no iteration spent) ==\n{message}"
-        return text, 0.0, {"status": "refused", "file": shown, "error": message, "problems": (problems or [])[:50]}
-
-    def _record_iteration(self, index: int, selection: Selection, report: Any, result: EvalResult,
-                          reward: float, shown: str) -> dict[str, Any]:
-        assert self.run is not None
-        d = self.run.iteration_dir(index)
-        (d / "selection.txt").write_text("\n".join(selection.ids) + "\n")
-        if selection.rewrites:
-            with open(d / "rewrites.jsonl", "w") as fh:
-                for k, v in selection.rewrites.items():
-                    fh.write(json.dumps({"id": k, **v}) + "\n")
-        (d / "train.log").write_text(result.train_log)
-        (d / "eval.log").write_text(result.eval_log)
-        self.run.write_json(f"iterations/{index:02d}/audit.json", report.to_dict())
-        self.run.write_json(f"iterations/{index:02d}/scores.json", {"scores": result.scores, "average": result.average})
-        policy = self.run.snapshot_policy(index)
-        commit = self.run.commit(f"iteration {index}: {shown} -> {result.average:.2f}")
-        manifest = {
-            "status": "scored", "iteration": index, "step": self.steps, "file": shown, "note": selection.note,
-            "n_examples": len(selection), "content_hash": selection.content_hash, "rewrites": len(selection.rewrites),
-            "scores": result.scores, "average": result.average, "base_average": self.base.average if self.base else None,
-            "delta_vs_base": result.average - (self.base.average if self.base else 0.0), "reward": reward,
-            "best_score": self.best_score, "cached": result.cached, "timings": result.timings,
-            "policy_files": policy, "commit": commit, "time": time.time(),
-        }
-        self.run.write_json(f"iterations/{index:02d}/manifest.json", manifest)
-        return manifest
-
-    def _write_summary(self) -> None:
-        if self.run is None:
-            return
-        self.run.write_json("summary.json", {
-            "env_id": self.env_id, "steps": self.steps, "iterations": self.iteration,
-            "base_score": self.base.average if self.base else None, "best_score": self.best_score,
-            "best_iteration": self.best_iteration, "return": self.best_score - (self.base.average if self.base else 0),
-            "elapsed_s": round(time.monotonic() - self.started, 2),
-        })
-
-    # -- resume ------------------------------------------------------------------------------
     def _resume(self, root: Path) -> tuple[dict, dict]:
-        run = RunDirectory.existing(root)
-        steps = run.steps()
-        reset = next((s for s in steps if s.get("kind") == "reset"), None)
-        if reset is None:
-            raise CurbenchError(f"{root}: steps.jsonl has no reset record; start a new run instead")
-        self.run = run
-        self.seed_value = int(run.config.get("seed", 0))
-        self.base = self._base_result()
-        self.best_score = self.last_score = self.base.average
-        for m in run.iterations():
-            self.iteration = max(self.iteration, int(m["iteration"]))
-            self.last_score = float(m["average"])
-            if m["average"] > self.best_score:
-                self.best_score, self.best_iteration = float(m["average"]), int(m["iteration"])
-            self.history.append(m)
-        self.steps = max((int(s.get("step", 0)) for s in steps), default=0)
-        last = steps[-1] if steps else {}
-        if last.get("terminated") or last.get("truncated"):
-            raise CurbenchError(f"{root}: the episode already ended (step {self.steps}); nothing to resume")
+        point = Recorder.resume_point(root)
+        self.recorder = Recorder(RunDirectory(root))
+        self.seed_value, self.steps = point.config.seed, point.steps
+        self._clock = time.monotonic() - point.elapsed_s
+        self.base = base = self.scorer.base(self.seed_value)
+        self.state = EpisodeState.replay(base.average, self.config.reward_mode, [m["average"] for m in point.manifests])
+        self.history = list(point.manifests)
         self._start_workspace()
-        output = (f"Session resumed from {root.name} at step {self.steps}: {self.iteration} of "
-                  f"{self.config.iteration_budget} submissions scored, best average {self.best_score:.2f}. "
+        output = (f"Session resumed from {root.name} at step {self.steps}: {self.state.iteration} of "
+                  f"{self.config.iteration_budget} submissions scored, best average {self.state.best_score:.2f}. "
                   "The workspace files are as you left them; the shell is new (exported variables are gone).")
-        run.append_step({"step": self.steps, "kind": "resume", "output": output, "time": time.time()})
-        self._last_render = output
-        return self._obs(output, 0), self._info()
+        self.recorder.step({"step": self.steps, "kind": "resume", "output": output, "episode": self.config.to_dict(),
+                            "elapsed_s": round(self.elapsed_s, 3)})
+        last = point.manifests[-1]["scores"] if point.manifests else base.scores
+        return self._observe(output, 0), self._info(last_scores=last)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -18,25 +19,34 @@ TASKS: dict[str, str] = {
     "datacomp_small": "curbench_env.envs.datacomp.task:DataCompSmallTask",
 }
 
-#: Env id → (task family, task kwargs, one-line description).
-ENV_IDS: dict[str, tuple[str, dict[str, Any], str]] = {
-    "Curation-MiniVQA-v0": (
-        "minivqa", {},
-        "CPU default world: select 1,000 of a 20,000-example synthetic LLaVA-style pool; tiny LLaVA + LoRA; 8 benchmarks",
-    ),
-    "Curation-MiniCLIP-v0": (
-        "miniclip", {},
-        "CPU proxy of DataComp: filter a noisy 10,000-pair image-caption pool; tiny open_clip from scratch",
-    ),
-    "Curation-DataCompSmall-v0": (
-        "datacomp_small", {},
-        "GPU: DataComp small filtering track; open_clip ViT-B/32 at 12.8M samples seen; DataComp's 38 tasks",
-    ),
-    "Curation-LLaVA10k-v0": (
-        "llava10k", {},
-        "GPU: select 10k of LLaVA-665K; LLaVA-1.5-7B LoRA via DeepSpeed; 8 benchmarks via lmms-eval",
-    ),
-}
+@dataclass(frozen=True)
+class EnvSpec:
+    """A registered env id: the task family it runs, that task's arguments, and one line about it."""
+
+    id: str
+    task: str
+    description: str
+    task_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _specs(*specs: EnvSpec) -> dict[str, EnvSpec]:
+    return {s.id: s for s in specs}
+
+
+#: Env id → :class:`EnvSpec`.
+ENV_IDS: dict[str, EnvSpec] = _specs(
+    EnvSpec(id="Curation-MiniVQA-v0", task="minivqa",
+            description="CPU default world: select 1,000 of a 20,000-example synthetic LLaVA-style pool; "
+                        "tiny LLaVA + LoRA; 8 benchmarks"),
+    EnvSpec(id="Curation-MiniCLIP-v0", task="miniclip",
+            description="CPU proxy of DataComp: filter a noisy 10,000-pair image-caption pool; "
+                        "tiny open_clip from scratch"),
+    EnvSpec(id="Curation-DataCompSmall-v0", task="datacomp_small",
+            description="GPU: DataComp small filtering track; open_clip ViT-B/32 at 12.8M samples seen; "
+                        "DataComp's 38 tasks"),
+    EnvSpec(id="Curation-LLaVA10k-v0", task="llava10k",
+            description="GPU: select 10k of LLaVA-665K; LLaVA-1.5-7B LoRA via DeepSpeed; 8 benchmarks via lmms-eval"),
+)
 
 _TASK_CACHE: dict[str, CurationTask] = {}
 
@@ -60,8 +70,8 @@ def load_task(task: str | CurationTask, **kwargs: Any) -> CurationTask:
     return _TASK_CACHE[key]
 
 
-def env_entry(env_id: str) -> tuple[str, dict[str, Any], str]:
-    """(task family, task kwargs, description) of a registered id; a clear error for unknown ids."""
+def env_entry(env_id: str) -> EnvSpec:
+    """The spec of a registered id; a clear error for unknown ids."""
     from curbench_env.errors import CurbenchError
 
     if env_id not in ENV_IDS:
@@ -71,17 +81,12 @@ def env_entry(env_id: str) -> tuple[str, dict[str, Any], str]:
 
 def task_kwargs_for(env_id: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """An id's registered task arguments with ``overrides`` on top (what ``--task-arg`` means)."""
-    return {**env_entry(env_id)[1], **(overrides or {})}
+    return {**env_entry(env_id).task_kwargs, **(overrides or {})}
 
 
 def register_envs() -> None:
     """Register every id in :data:`ENV_IDS` with Gymnasium (idempotent)."""
-    for env_id, (family, task_kwargs, _) in ENV_IDS.items():
-        if env_id in gym.registry:
-            continue
-        gym.register(
-            id=env_id,
-            entry_point="curbench_env.env:CurationEnv",
-            kwargs={"task": family, "task_kwargs": dict(task_kwargs), "env_id": env_id},
-            disable_env_checker=False,
-        )
+    for spec in ENV_IDS.values():
+        if spec.id not in gym.registry:
+            gym.register(id=spec.id, entry_point="curbench_env.env:CurationEnv",
+                         kwargs={"task": spec.task, "task_kwargs": dict(spec.task_kwargs), "env_id": spec.id})

@@ -22,7 +22,7 @@ def collect(run_dirs: list[Path], judge_model: str | None = None) -> list[dict[s
         reset = next((s for s in run.steps() if s.get("kind") == "reset"), {})
         base = reset.get("base_average", its[0]["base_average"] if its else 0.0)
         runs.append({
-            "name": d.name, "dir": str(d), "env": cfg.get("env_id"), "agent": cfg.get("agent", "?"),
+            "name": d.name, "dir": str(d), "env": cfg.get("env_id"), "agent": cfg.get("agent") or "?",
             "scaffold": "+".join(cfg.get("scaffolds") or []) or "none", "base": base,
             "best": max([m["average"] for m in its], default=base), "iterations": its, "labels": labels,
             "summary": session_summary(labels),

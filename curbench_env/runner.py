@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from pathlib import Path
@@ -10,42 +9,37 @@ from typing import Any
 
 import gymnasium as gym
 
-from curbench_env.errors import CurbenchError
 
+def resume_env(run_dir: str | Path, *, backend: str | None = None) -> gym.Env:
+    """The env of an interrupted run, with every recorded setting and scaffold; ``reset()`` continues it.
 
-def load_policy(spec: str, *, seed: int = 0) -> Any:
-    """A policy from a spec: ``curator`` / ``scripted:NAME`` / ``litellm:MODEL`` / ``module:Class``."""
-    from curbench_env.agents.scripted import AGENTS, POLICIES, SinglePolicyAgent
+    The one resume path: ``curbench resume`` uses it too. ``backend`` overrides the recorded one
+    (e.g. to continue a bwrap run on a machine without bubblewrap).
+    """
+    from curbench_env.config import RunConfig
+    from curbench_env.env import CurationEnv
+    from curbench_env.trajectory import RunDirectory
+    from curbench_env.wrappers import wrap_scaffold
 
-    if spec in AGENTS:
-        return AGENTS[spec](seed=seed)
-    kind, _, rest = spec.partition(":")
-    if kind == "scripted":
-        if rest in AGENTS:
-            return AGENTS[rest](seed=seed)
-        if rest in POLICIES:
-            return SinglePolicyAgent(rest, seed=seed)
-        raise CurbenchError(f"unknown scripted agent {rest!r}; choose {', '.join([*AGENTS, *POLICIES])}")
-    if kind == "litellm":
-        from curbench_env.agents.llm import LiteLLMPolicy
-
-        return LiteLLMPolicy(model=rest)
-    if ":" in spec:
-        module, _, cls = spec.partition(":")
-        try:
-            return getattr(importlib.import_module(module), cls)()
-        except (ImportError, AttributeError) as exc:
-            raise CurbenchError(f"cannot load policy {spec!r}: {exc}") from None
-    raise CurbenchError(f"unknown agent {spec!r}: use curator, scripted:NAME, litellm:MODEL or module:Class")
+    config = RunConfig.from_dict(RunDirectory.existing(Path(run_dir)).config)
+    env: gym.Env = CurationEnv(resume_from=run_dir, backend=backend or "auto")
+    for name in config.scaffolds:
+        env = wrap_scaffold(env, name)
+    return env
 
 
 def run_episode(env: gym.Env, policy: Any, *, seed: int | None = 0, progress: bool = True,
-                console: Any = None, resume: bool = False) -> dict[str, Any]:
-    """Play one episode; returns a summary (return, best score, iterations, run dir)."""
+                console: Any = None, resume: bool = False, agent: str | None = None) -> dict[str, Any]:
+    """Play one episode; returns a summary (return, best score, iterations, run dir).
+
+    ``agent`` names the policy in the run directory's config.json.
+    """
+    from rich.markup import escape
+
     from curbench_env.console import make_console
 
     console = console or make_console()
-    obs, info = env.reset(seed=None if resume else seed)
+    obs, info = env.reset(seed=None if resume else seed, options={"agent": agent} if agent else None)
     policy.reset(obs, info)
     base = env.unwrapped
     budget = base.config.iteration_budget
@@ -59,8 +53,8 @@ def run_episode(env: gym.Env, policy: Any, *, seed: int | None = 0, progress: bo
             action = policy.act(obs, info)
             if status:
                 first = action.strip().splitlines()[0] if action.strip() else ""
-                status.update(f"[bold]step {base.steps + 1}[/] · iteration {base.iteration}/{budget} · "
-                              f"best {base.best_score:.2f} · $ {first[:70]}")
+                status.update(f"[bold]step {base.steps + 1}[/] · iteration {base.state.iteration}/{budget} · "
+                              f"best {base.state.best_score:.2f} · $ {escape(first[:70])}")
             obs, reward, terminated, truncated, info = env.step(action)
             total_return += reward
             usage = getattr(policy, "usage", None)
@@ -75,11 +69,11 @@ def run_episode(env: gym.Env, policy: Any, *, seed: int | None = 0, progress: bo
                 if sub["status"] == "scored":
                     took = ("cached result" if sub.get("cached") else
                             f"{sub['timings'].get('train_s', 0) + sub['timings'].get('eval_s', 0):.1f}s")
-                    console.print(f"[green]iteration {sub['iteration']}[/] {sub['file']}: average "
+                    console.print(f"[green]iteration {sub['iteration']}[/] {escape(sub['file'])}: average "
                                   f"[bold]{sub['average']:.2f}[/] (reward {reward:+.2f}, {took})  "
-                                  f"{sub.get('note', '')[:60]}")
+                                  f"{escape(sub.get('note', '')[:60])}")
                 else:
-                    console.print(f"[yellow]submission {sub['status']}[/]: {sub.get('error', '')[:200]}")
+                    console.print(f"[yellow]submission {sub['status']}[/]: {escape(sub.get('error', '')[:200])}")
             if terminated or truncated:
                 break
     finally:

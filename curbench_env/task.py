@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from curbench_env.audit import AuditReport, LeakageAudit, LeakageIndex
+from curbench_env.audit import LeakageIndex
 from curbench_env.pipeline import Pipeline
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
 from curbench_env.workspace.base import Mount
@@ -31,6 +31,9 @@ class CurationTask(abc.ABC):
     name: str = "task"
     #: One line shown in listings.
     title: str = ""
+    #: What a pool record is: "conversations" (LLaVA-style instruction data) or "image-caption"
+    #: (DataComp-style pairs). Policies read it from ``info["pool_kind"]``.
+    pool_kind: str = "conversations"
 
     @abc.abstractmethod
     def prepare(self) -> None:
@@ -80,10 +83,6 @@ class CurationTask(abc.ABC):
     def audit_items(self, selection: Selection) -> Iterable[tuple[str, str | None, Iterable[str]]]:
         """(id, image content hash, texts) of each selected example, for the leakage audit."""
         return ((i, None, ()) for i in selection.ids)
-
-    def audit(self, selection: Selection) -> AuditReport:
-        """Check a selection against the evaluation sets."""
-        return LeakageAudit(self.leakage_index).check(self.audit_items(selection))
 
     def describe(self) -> dict[str, Any]:
         """Plain data about the task for the run directory's config."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -37,3 +38,18 @@ def method_library() -> dict[str, MethodCard]:
 def text(name: str) -> str:
     """A text asset of the scaffolds (``strategy_guide.md``, ``judge_rubric.md``)."""
     return (resources.files("curbench_env.scaffolds") / name).read_text()
+
+
+#: The fields a scaffold declaration may carry in a submission's note.
+DECLARATION_FIELDS = ("cite", "instantiate", "adapt", "hypothesis", "predict")
+_FIELD_RE = re.compile(
+    r"\b(" + "|".join(DECLARATION_FIELDS) + r")\s*[:=]\s*(.*?)(?=\s*(?:[|;\n]\s*)?\b(?:"
+    + "|".join(DECLARATION_FIELDS) + r")\s*[:=]|$)", re.I | re.S)
+
+
+def parse_declaration(note: str) -> dict[str, str]:
+    """``cite: el2n | instantiate: ... | adapt: ...`` → {"cite": "el2n", ...} (keys lower-case)."""
+    out: dict[str, str] = {}
+    for key, value in _FIELD_RE.findall(note or ""):
+        out[key.lower()] = value.strip(" |;\n")
+    return out

@@ -85,7 +85,9 @@ def test_task_args_go_on_top_of_an_ids_registered_arguments(monkeypatch, tmp_pat
     import curbench_env.registry as reg
     from curbench_env.cli import _make_env
 
-    monkeypatch.setitem(reg.ENV_IDS, "Curation-MiniVQATinyTest-v0", ("minivqa", {"preset": "tiny"}, "test id"))
+    monkeypatch.setitem(reg.ENV_IDS, "Curation-MiniVQATinyTest-v0",
+                        reg.EnvSpec(id="Curation-MiniVQATinyTest-v0", task="minivqa", description="test id",
+                                    task_kwargs={"preset": "tiny"}))
     # the test id stays out of gymnasium's real registry
     monkeypatch.setattr(gym_registration, "registry", dict(gym_registration.registry))
     reg.register_envs()

@@ -97,15 +97,13 @@ def test_ground_truth_records_every_defect_kind_and_stays_hidden(tiny_world):
 
 
 def test_benchmarks_are_eight_and_not_in_the_pool(tiny_world):
-    from curbench_env.envs.minivqa.world import image_key
-
-    from curbench_env.audit import LeakageIndex
+    from curbench_env.audit import LeakageIndex, image_hash
 
     bench = [json.loads(line) for line in (tiny_world / "hidden" / "benchmarks.jsonl").read_text().splitlines()]
     assert len({b["benchmark"] for b in bench}) == 8
     index = LeakageIndex.load(tiny_world / "hidden" / "leakage_index.json")
     pool_images = np.load(tiny_world / "pool" / "images.npy")
-    assert not {image_key(img) for img in pool_images} & index.image_hashes
+    assert not {image_hash(img) for img in pool_images} & index.image_hashes
 
 
 def test_scene_rendering_shows_the_caption():

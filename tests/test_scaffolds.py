@@ -48,8 +48,29 @@ def test_light_scaffolds_add_text_and_compose(make_env):
     env = StrategyGuideWrapper(SkillCardsWrapper(make_env(), cards=["el2n", "semdedup"]))
     obs, info = env.reset(seed=0)
     assert "Strategy guide" in obs["output"] and "[el2n]" in obs["output"]
-    assert "[el2n]" in info["scaffold_prompt"] and env.observation_space.contains(obs)
-    assert env.unwrapped.run_metadata["scaffolds"] == ["skill-cards", "strategy-guide"]
+    assert env.observation_space.contains(obs)
+    config = json.loads((env.unwrapped.run_dir / "config.json").read_text())
+    assert config["scaffolds"] == ["skill-cards", "strategy-guide"]
+
+
+def test_each_scaffold_block_reaches_the_policy_exactly_once_however_many_resets(make_env):
+    from curbench_env.agents.llm import LiteLLMPolicy
+
+    inner = make_env()
+    before = dict(vars(inner))
+    cards = SkillCardsWrapper(inner)
+    env = AdaptPapersWrapper(cards)
+    assert vars(inner).keys() == before.keys()  # wrapping sets no attribute of the inner env
+    blocks = {"skill-cards": cards.block().strip(), "adapt-papers": env.block().strip()}
+    for _ in range(3):
+        obs, info = env.reset(seed=0)
+        policy = LiteLLMPolicy(model="openai/never-called")
+        policy.reset(obs, info)
+        prompt = "\n".join(str(m["content"]) for m in policy.messages)
+        for name, block in blocks.items():
+            assert prompt.count(block) == 1, name
+            assert obs["output"].count(block) == 1, name
+    assert "scaffold_prompt" not in info
 
 
 def test_adapt_papers_refuses_a_missing_declaration_and_trains_nothing(make_env, tiny_task):

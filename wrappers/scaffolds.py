@@ -7,15 +7,10 @@ import re
 from typing import Any
 
 import gymnasium as gym
-from curbench_env.scaffolds import method_library, text
+from curbench_env.scaffolds import method_library, parse_declaration, text
 
 from curbench_env.errors import SubmissionError
 from curbench_env.text import clip_text
-
-_FIELDS = ("cite", "instantiate", "adapt", "hypothesis", "predict")
-_FIELD_RE = re.compile(
-    r"\b(" + "|".join(_FIELDS) + r")\s*[:=]\s*(.*?)(?=\s*(?:[|;\n]\s*)?\b(?:" + "|".join(_FIELDS) + r")\s*[:=]|$)",
-    re.I | re.S)
 
 
 def with_output(env: gym.Env, obs: dict[str, Any], extra: str) -> dict[str, Any]:
@@ -25,44 +20,33 @@ def with_output(env: gym.Env, obs: dict[str, Any], extra: str) -> dict[str, Any]
     return obs
 
 
-def parse_declaration(note: str) -> dict[str, str]:
-    """``cite: el2n | instantiate: ... | adapt: ...`` → {"cite": "el2n", ...} (keys lower-case)."""
-    out: dict[str, str] = {}
-    for key, value in _FIELD_RE.findall(note or ""):
-        out[key.lower()] = value.strip(" |;\n")
-    return out
-
-
 class _TextScaffold(gym.Wrapper):
-    """Adds scaffold text to the first observation and to ``info['scaffold_prompt']``."""
+    """Appends the scaffold's block to each reset's observation (once per episode: the env makes a
+    fresh observation at every reset) and names the scaffold in ``options["scaffolds"]`` so the run
+    directory records it. The inner env is never modified."""
 
     title = "scaffold"
     scaffold_name = "scaffold"
 
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        names = env.unwrapped.run_metadata.setdefault("scaffolds", [])
-        if self.scaffold_name not in names:
-            names.append(self.scaffold_name)
-
     def scaffold_text(self) -> str:
         raise NotImplementedError
 
-    def reset(self, **kwargs: Any):
-        base = self.env.unwrapped
-        block = f"\n\n## {self.title}\n{self.scaffold_text()}"
-        if block not in base.scaffold_prompt:
-            base.scaffold_prompt = (base.scaffold_prompt + block).strip()
-        obs, info = self.env.reset(**kwargs)
-        obs = with_output(self.env, obs, block)
-        info["scaffold_prompt"] = base.scaffold_prompt
-        return obs, info
+    def block(self) -> str:
+        """The text this scaffold adds to the first observation."""
+        return f"\n\n## {self.title}\n{self.scaffold_text()}"
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        options = dict(options or {})
+        # Outer wrappers reset first, so prepending keeps the list in the order they were applied.
+        options["scaffolds"] = [self.scaffold_name, *options.get("scaffolds", ())]
+        obs, info = self.env.reset(seed=seed, options=options)
+        return with_output(self.env, obs, self.block()), info
 
 
 class StrategyGuideWrapper(_TextScaffold):
     """Light scaffold: a list of curation strategies is added to the task README the agent sees.
 
-    Changes only the first observation (and ``info['scaffold_prompt']``); rules are unchanged.
+    Changes only the first observation; rules are unchanged.
     """
 
     title = "Strategy guide"
@@ -75,7 +59,7 @@ class StrategyGuideWrapper(_TextScaffold):
 class SkillCardsWrapper(_TextScaffold):
     """Light scaffold: short cards of published data-selection methods are added to the README.
 
-    Changes only the first observation (and ``info['scaffold_prompt']``); rules are unchanged.
+    Changes only the first observation; rules are unchanged.
     """
 
     title = "Method cards (skills you may use)"
@@ -112,7 +96,7 @@ class AdaptPapersWrapper(_TextScaffold):
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
-        self.env.unwrapped.submission_validators.append(self._validate)
+        env.unwrapped.add_submission_check(self._validate)
 
     def scaffold_text(self) -> str:
         cards = "\n".join(c.render() for c in method_library().values())
@@ -121,7 +105,7 @@ class AdaptPapersWrapper(_TextScaffold):
                 "here> | adapt: <what you changed for this task>\". Only `cite: random` may omit the rest.\n\n"
                 + cards)
 
-    def _validate(self, selection: Any, request: dict[str, Any], env: Any) -> None:
+    def _validate(self, selection: Any) -> None:
         decl = parse_declaration(selection.note)
         lib = method_library()
         usage = ('submit FILE --note "cite: <card id> | instantiate: <how> | adapt: <what changed>"')
@@ -156,7 +140,7 @@ class HypothesisLedgerWrapper(_TextScaffold):
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
-        self.env.unwrapped.submission_validators.append(self._validate)
+        env.unwrapped.add_submission_check(self._validate)
         self.ledger: list[dict[str, Any]] = []
         self._previous: dict[str, float] | None = None
 
@@ -165,14 +149,13 @@ class HypothesisLedgerWrapper(_TextScaffold):
                 'submit FILE --note "hypothesis: <what about the data limits the score> | predict: <benchmark or '
                 'average> <up|down|+N|-N>". After scoring you are told whether the prediction held.')
 
-    def reset(self, **kwargs: Any):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         self.ledger = []
-        obs, info = super().reset(**kwargs)
-        base = self.env.unwrapped.base
-        self._previous = dict(base.scores, average=base.average) if base else None
+        obs, info = super().reset(seed=seed, options=options)
+        self._previous = dict(info["last_scores"], average=info["last_score"])
         return obs, info
 
-    def _validate(self, selection: Any, request: dict[str, Any], env: Any) -> None:
+    def _validate(self, selection: Any) -> None:
         decl = parse_declaration(selection.note)
         if len(decl.get("hypothesis", "")) < 8:
             raise SubmissionError('Hypothesis ledger: state a hypothesis: --note "hypothesis: ... | predict: count up"')

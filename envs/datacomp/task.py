@@ -41,6 +41,7 @@ class DataCompSmallTask(CurationTask):
 
     name = "datacomp_small"
     title = "DataComp small: filter 12.8M image-text pairs for CLIP ViT-B/32 (GPU)"
+    pool_kind = "image-caption"
 
     def __init__(self, *, pool_dir: str | Path | None = None, datacomp_repo: str | Path | None = None,
                  evalsets: str | Path | None = None, config: str | Path | None = None, nproc_per_node: int = 8,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curbench_env.audit import LeakageIndex
+from curbench_env.audit import LeakageIndex, image_hash
 from curbench_env.errors import TaskUnavailable
 
 #: Questions shorter than this are not indexed: "What color is the bus?" is in VQAv2's train
@@ -21,9 +21,7 @@ MIN_TEXT_WORDS = 12
 
 def pixel_hash(image) -> str:
     """Hash of a picture's decoded RGB pixels (same for a JPEG and a PNG of the same pixels)."""
-    from curbench_env.envs.minivqa.world import image_key
-
-    return image_key(np.asarray(image.convert("RGB")))
+    return image_hash(np.asarray(image.convert("RGB")))
 
 
 def build_index(suite_path: Path, out: Path, log: Callable[[str], None] = print) -> LeakageIndex:

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 from curbench_env.envs.miniclip.model import ClipRecipe
-from curbench_env.envs.miniclip.world import ClipWorldConfig, build_world, image_key
+from curbench_env.envs.miniclip.world import ClipWorldConfig, build_world
 
-from curbench_env.audit import LeakageIndex
+from curbench_env.audit import LeakageIndex, image_hash
 from curbench_env.errors import TaskUnavailable
 from curbench_env.pipeline import build_lock, curbench_home
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
@@ -112,6 +112,7 @@ class MiniCLIPTask(CurationTask):
 
     name = "miniclip"
     title = "MiniCLIP: filter a noisy image-caption pool for CLIP training (CPU)"
+    pool_kind = "image-caption"
 
     def __init__(self, preset: str = "default") -> None:
         if preset not in PRESETS:
@@ -161,7 +162,7 @@ class MiniCLIPTask(CurationTask):
     @cached_property
     def _image_hashes(self) -> dict[str, str]:
         images = np.load(self.pool_dir / "images.npy")
-        return {u: image_key(im) for u, im in zip(self._uids, images, strict=True)}
+        return {u: image_hash(im) for u, im in zip(self._uids, images, strict=True)}
 
     def audit_items(self, selection: Selection):
         for u in selection.ids:

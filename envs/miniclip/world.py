@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 from curbench_env.envs.minivqa.scenes import COLOURS, SHAPES, Obj, Scene, corrupt, random_scene, render
-from curbench_env.envs.minivqa.world import image_key
 
-from curbench_env.audit import LeakageIndex
+from curbench_env.audit import LeakageIndex, image_hash
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ def build_world(cfg: ClipWorldConfig, out: Path) -> dict[str, Any]:
         ret_images.append(render(scene, rng_eval))
         ret_texts.append(scene.caption())
     for img in cls_images + ret_images:
-        index.add_image(image_key(img))
+        index.add_image(image_hash(img))
     np.savez(hidden / "eval.npz", cls_images=np.stack(cls_images), cls_labels=np.array(cls_labels),
              ret_images=np.stack(ret_images))
     (hidden / "eval_texts.json").write_text(json.dumps(ret_texts))
@@ -100,7 +99,7 @@ def build_world(cfg: ClipWorldConfig, out: Path) -> dict[str, Any]:
     while len(texts) < cfg.pool_size - n_dup:
         scene = random_scene(rng_pool, sign_prob=0.1)
         img = render(scene, rng_pool)
-        if image_key(img) in index.image_hashes:
+        if image_hash(img) in index.image_hashes:
             continue
         u = rng_pool.random()
         text, kind = short_caption(scene, rng_pool), "clean"

@@ -11,9 +11,9 @@ from typing import Any
 
 from curbench_env.envs.minivqa.pipeline import MiniRecipe, MiniVQAPipeline
 from curbench_env.envs.minivqa.setup import PRESETS, MiniVQAPreset, ensure_world
-from curbench_env.envs.minivqa.world import WorldConfig, audit_texts, image_key
+from curbench_env.envs.minivqa.world import WorldConfig, audit_texts
 
-from curbench_env.audit import LeakageIndex
+from curbench_env.audit import LeakageIndex, image_hash
 from curbench_env.errors import TaskUnavailable
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
 from curbench_env.task import CurationTask
@@ -115,7 +115,7 @@ class MiniVQATask(CurationTask):
 
         images = np.load(self.pool_dir / "images.npy", mmap_mode="r")
         index = json.loads((self.pool_dir / "image_index.json").read_text())
-        return {path: image_key(np.asarray(images[row])) for path, row in index.items()}
+        return {path: image_hash(np.asarray(images[row])) for path, row in index.items()}
 
     def audit_items(self, selection: Selection):
         for i in selection.ids:

@@ -16,7 +16,7 @@ from curbench_env.envs.minivqa import sources as S
 from curbench_env.envs.minivqa.benchmarks import BENCHMARKS, make_items
 from curbench_env.envs.minivqa.scenes import corrupt, random_scene, render
 
-from curbench_env.audit import LeakageIndex, conversation_texts
+from curbench_env.audit import LeakageIndex, conversation_texts, image_hash
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,6 @@ class WorldConfig:
     def fingerprint(self) -> str:
         """Stable hash of everything that shapes the world's data."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
-
-
-def image_key(img: np.ndarray) -> str:
-    """Content hash of a picture's pixels (what the leakage audit compares)."""
-    return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()[:32]
 
 
 def _record(id_: str, image: str | None, turns: list[tuple[str, str, str]]) -> dict[str, Any]:
@@ -67,7 +62,7 @@ def build_world(cfg: WorldConfig, out: Path) -> dict[str, Any]:
     for bench in BENCHMARKS:
         for item in make_items(bench, cfg.eval_items_per_benchmark, rng_eval):
             img = render(item.scene, rng_eval)
-            index.add_image(image_key(img))
+            index.add_image(image_hash(img))
             bench_rows.append({"benchmark": bench.name, "image": len(bench_images), "question": item.question,
                                "answer": item.answer})
             bench_images.append(img)
@@ -186,7 +181,7 @@ def _build_pool(cfg: WorldConfig, rng: np.random.Generator, index: LeakageIndex)
             img = corrupt(d.image_defect, rng)
         else:
             img = render(d.image_scene or d.scene, rng)  # type: ignore[arg-type]
-        if image_key(img) in index.image_hashes:  # contamination control at build time
+        if image_hash(img) in index.image_hashes:  # contamination control at build time
             img = render(random_scene(rng, sign_prob=spec.sign_prob), rng)
         stem = id_.split("/")[-1] if d.source == "region" else id_
         path = f"{spec.image_dir}/{stem}.png"

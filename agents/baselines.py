@@ -7,8 +7,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from curbench_env.pipeline import ResultCache, curbench_home
+from curbench_env.agents.scripted import BASELINE_SETS, SinglePolicyAgent
+
+from curbench_env.runner import run_episode
+from curbench_env.scorer import Scorer
 from curbench_env.submission import Selection
+from curbench_env.trajectory import RunDirectory
 
 
 def run_baselines(env_id: str, *, seeds: int = 3, backend: str = "auto", task_kwargs: dict[str, Any] | None = None,
@@ -17,9 +21,7 @@ def run_baselines(env_id: str, *, seeds: int = 3, backend: str = "auto", task_kw
     import gymnasium as gym
 
     import curbench_env  # noqa: F401  (registers the ids)
-    from curbench_env.agents.scripted import POLICIES, POLICY_SETS, SinglePolicyAgent
     from curbench_env.registry import task_kwargs_for
-    from curbench_env.runner import run_episode
 
     rows: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="curbench-baselines-") as tmp:
@@ -27,33 +29,30 @@ def run_baselines(env_id: str, *, seeds: int = 3, backend: str = "auto", task_kw
                        task_kwargs=task_kwargs_for(env_id, task_kwargs), disable_env_checker=True)
         try:
             task = env.unwrapped.task
-            policies = policies or POLICY_SETS.get(task.name, list(POLICIES))
-            cache = ResultCache(curbench_home() / "results" / task.name)
+            baseline_set = BASELINE_SETS[task.pool_kind]
+            policies = policies or list(baseline_set.policies)
+            scorer = Scorer(task)
             for seed in range(seeds):
-                base = task.pipeline.base_result(seed)
+                base = scorer.base(seed)
                 rows.setdefault("base", []).append({"seed": seed, "average": base.average, "scores": base.scores})
                 for name in policies:
                     if console:
                         console.print(f"seed {seed}: {name} ...")
                     summary = run_episode(env, SinglePolicyAgent(name, seed=seed), seed=seed, progress=False)
-                    it = env.unwrapped.history[-1] if env.unwrapped.history else None
-                    if it is None:
+                    scored = RunDirectory.existing(Path(summary["run_dir"])).iterations()
+                    if not scored:
                         raise RuntimeError(f"policy {name} produced no scored submission (see {summary['run_dir']})")
+                    it = scored[-1]
                     rows.setdefault(name, []).append({"seed": seed, "average": it["average"], "scores": it["scores"]})
                 if include_full:
                     if console:
                         console.print(f"seed {seed}: full pool ({len(task.pool)} examples) ...")
-                    sel = Selection(ids=list(task.pool.ids))
-                    key = ResultCache.key(sel, task.pipeline.fingerprint(), seed)
-                    res = cache.get(key)
-                    if res is None:
-                        res = task.pipeline.run(sel, Path(tmp) / f"full-{seed}", seed)
-                        cache.put(key, res)
+                    res = scorer.score(Selection(ids=list(task.pool.ids)), seed, Path(tmp) / f"full-{seed}")
                     rows.setdefault("full", []).append({"seed": seed, "average": res.average, "scores": res.scores})
         finally:
             env.close()
     return {"env": env_id, "seeds": seeds, "budget": task.rules.budget, "pool": len(task.pool),
-            "rows": {k: summarise(v) for k, v in rows.items()}}
+            "shape": baseline_set.shape, "rows": {k: summarise(v) for k, v in rows.items()}}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -73,7 +72,7 @@ def fidelity(result: dict[str, Any]) -> dict[str, Any]:
     def gap(a: dict, b: dict) -> bool:
         return b["mean"] - a["mean"] > 2 * max(a["std"], b["std"])
 
-    if "clip_score30" in rows:  # DataComp's shape: filtering beats no filtering at a fixed compute
+    if result.get("shape") == "filtering":  # DataComp's shape: filtering beats no filtering at a fixed compute
         checks: dict[str, Any] = {"best_scripted": max((k for k in rows if k not in ("base", "full")),
                                                         key=lambda k: rows[k]["mean"])}
         if "full" in rows:

@@ -1,0 +1,53 @@
+"""The episode's score state and its one reward rule, used live and when a run is resumed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from curbench_env.config import RewardMode
+
+
+@dataclass(frozen=True)
+class EpisodeState:
+    """Scores of one episode so far: what a scored submission changes, nothing else."""
+
+    base_score: float
+    reward_mode: RewardMode = "best"
+    iteration: int = 0
+    best_score: float = 0.0
+    last_score: float = 0.0
+    best_iteration: int | None = None
+
+    @classmethod
+    def start(cls, base_score: float, reward_mode: RewardMode = "best") -> EpisodeState:
+        """Before any submission: best and last are the base model's score."""
+        return cls(base_score=base_score, reward_mode=reward_mode, best_score=base_score, last_score=base_score)
+
+    @classmethod
+    def replay(cls, base_score: float, reward_mode: RewardMode, scores: Iterable[float]) -> EpisodeState:
+        """The state after the recorded scores, in order (what resume rebuilds)."""
+        state = cls.start(base_score, reward_mode)
+        for score in scores:
+            state, _ = state.scored(score)
+        return state
+
+    def reward(self, score: float) -> float:
+        """The reward of a submission scoring ``score`` now, by ``reward_mode``."""
+        if self.reward_mode == "best":
+            return max(0.0, score - self.best_score)
+        if self.reward_mode == "previous":
+            return score - self.last_score
+        return score - self.base_score
+
+    def scored(self, score: float) -> tuple[EpisodeState, float]:
+        """The state after one more scored submission, and its reward."""
+        iteration = self.iteration + 1
+        # The first scored iteration is the best one even when it only ties the base model.
+        better = score > self.best_score or (self.best_iteration is None and score >= self.best_score)
+        state = dataclasses.replace(
+            self, iteration=iteration, last_score=score,
+            best_score=score if better else self.best_score,
+            best_iteration=iteration if better else self.best_iteration)
+        return state, self.reward(score)
