@@ -254,3 +254,51 @@ def test_step_before_reset_is_a_clear_error(make_env):
     env = make_env()
     with pytest.raises(gym.error.ResetNeeded):
         env.step("ls")
+
+
+def test_cli_resume_after_kill_keeps_every_setting_and_continues_the_scores(tmp_path):
+    tests_dir = str(Path(__file__).parent)
+    run_dir, task_root = tmp_path / "run", tmp_path / "task"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {tests_dir!r})
+        from curbench_env import CurationEnv
+        from resume_agent import PICK
+        env = CurationEnv("tinytask:TinyTask", {{"root": {str(task_root)!r}}}, backend="local",
+                          workspace_kwargs={{"warn": False}}, run_dir={str(run_dir)!r}, iteration_budget=5,
+                          max_steps=6, max_wall_clock_s=3600, observation_chars=900, reward_mode="previous",
+                          limits={{"command_timeout_s": 30, "max_processes": 128}})
+        env.reset(seed=3)
+        env.step(PICK.format(n=8, f="a.txt") + " && submit a.txt")
+        env.step("python3 -c \\"import json,os; rs=[json.loads(l) for l in open(os.environ['POOL']+'/pool.jsonl')]; "
+                 "open('b.txt','w').write(chr(10).join([r['id'] for r in rs if r['quality_hint']=='bad' "
+                 "and r['id']!='boom'][:6]))\\" && submit b.txt")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    config_before = (run_dir / "config.json").read_text()
+    before = RunDirectory(run_dir)
+    first, second = before.iterations()
+    assert first["average"] > second["average"]  # best stays with iteration 1, last is iteration 2
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])}
+    cli = subprocess.run([sys.executable, "-m", "curbench_env.cli", "resume", str(run_dir),
+                          "--agent", "resume_agent:ResumeAgent"], capture_output=True, text=True, timeout=300, env=env)
+    assert cli.returncode == 0, cli.stderr + cli.stdout
+    assert (run_dir / "config.json").read_text() == config_before
+    steps = RunDirectory(run_dir).steps()
+    resume = next(s for s in steps if s["kind"] == "resume")
+    assert resume["episode"] == json.loads(config_before)["episode"]
+    assert resume["episode"]["limits"]["command_timeout_s"] == 30 and resume["episode"]["backend"] == "local"
+    assert resume["elapsed_s"] >= max(s.get("elapsed_s", 0) for s in steps[: steps.index(resume)])
+    after = [s for s in steps if s.get("kind") == "command" and s["step"] > resume["step"]]
+    assert [s["step"] for s in after] == [3, 4, 5, 6]  # step numbers continue; max_steps=6 still holds
+    assert after[-1]["truncated"] and "Step limit reached (6 steps)" in after[-1]["output"]
+    third = RunDirectory(run_dir).iterations()[2]
+    assert third["iteration"] == 3 and third["step"] == 3
+    assert after[0]["reward"] == pytest.approx(third["average"] - second["average"])  # reward_mode "previous"
+    assert third["best_score"] == pytest.approx(max(first["average"], third["average"]))
+    assert len(after[1]["output"]) <= 900 and "truncated" in after[1]["output"]  # observation_chars
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["iterations"] == 3 and summary["steps"] == 6
