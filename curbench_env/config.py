@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,6 +36,12 @@ class EpisodeConfig:
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     docker_image: str = "python:3.11-slim"
 
+    def __post_init__(self) -> None:
+        if self.reward_mode not in ("best", "previous", "base"):
+            raise ValueError(f"reward_mode must be 'best', 'previous' or 'base', not {self.reward_mode!r}")
+        if isinstance(self.limits, dict):  # plain data from a caller or config.json
+            object.__setattr__(self, "limits", SandboxLimits(**self.limits))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for the run directory's config.json."""
         return dataclasses.asdict(self)
@@ -42,13 +49,10 @@ class EpisodeConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EpisodeConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error so typos do not pass silently."""
-        data = dict(data)
-        limits = SandboxLimits(**data.pop("limits", {}))
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown episode option(s): {', '.join(sorted(unknown))}")
-        return cls(limits=limits, **data)
+        return cls(**{"limits": {}, **data})
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,13 @@ class RunConfig:
         data["episode"] = self.episode.to_dict()
         data["scaffolds"] = list(self.scaffolds)
         return data
+
+    @classmethod
+    def new(cls, options: dict[str, Any] | None = None, **fields: Any) -> RunConfig:
+        """The config of an episode starting now; ``options`` are reset's (``scaffolds``, ``agent``)."""
+        options = options or {}
+        return cls(scaffolds=tuple(options.get("scaffolds") or ()), agent=options.get("agent"),
+                   created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:

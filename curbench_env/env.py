@@ -1,38 +1,32 @@
 """``CurationEnv``: one episode is one data-curation session in a sandboxed terminal.
 
-The wiring, top-down: a command runs in the :mod:`workspace <curbench_env.workspace>`; a `submit`
-request it leaves passes the :class:`~curbench_env.gate.SubmissionGate`; the
-:class:`~curbench_env.scorer.Scorer` trains and evaluates it; the
-:class:`~curbench_env.episode.EpisodeState` gives the reward; the
-:class:`~curbench_env.recorder.Recorder` writes it all to the run directory.
-"""
+The wiring, top-down: a command runs in the workspace; a `submit` request it leaves passes the
+SubmissionGate; the Scorer trains and evaluates it; the EpisodeState gives the reward; the Recorder
+writes it all to the run directory."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
-from gymnasium import spaces
 
+from curbench_env import observation as view
 from curbench_env.config import EpisodeConfig, RunConfig, SandboxLimits
-from curbench_env.episode import EpisodeState
+from curbench_env.episode import EpisodeState, episode_end
 from curbench_env.errors import SubmissionError
-from curbench_env.gate import SubmissionCheck, SubmissionGate, SubmitRequest, take_requests
-from curbench_env.observation import feedback_scored, observation, welcome
+from curbench_env.gate import SubmissionCheck, SubmissionGate, take_submission
 from curbench_env.pipeline import EvalResult
 from curbench_env.recorder import Recorder
 from curbench_env.registry import load_task
 from curbench_env.scorer import Scorer, ScoringCrash
 from curbench_env.task import CurationTask
-from curbench_env.text import CHARSET
 from curbench_env.trajectory import RunDirectory, default_run_dir
-from curbench_env.workspace import Workspace, WorkspaceSpec, make_workspace, resolve_backend
-from curbench_env.workspace.tools import install_tools
+from curbench_env.workspace import Workspace, resolve_backend
+from curbench_env.workspace.tools import open_workspace
 
-ACTION_MAX_CHARS = 16_384
 SUBMIT_USAGE = "submit PATH [--note TEXT]"
 
 
@@ -40,11 +34,10 @@ class CurationEnv(gym.Env):
     """A data-curation session as a Gymnasium environment.
 
     ## Description
-    The agent works in a sandboxed terminal holding a candidate training pool (read-only at
-    ``$POOL``) and a task README. It writes selection policies, runs them, and submits subsets
-    with ``submit PATH``. A fixed pipeline trains the fixed model on each valid submission and
-    evaluates it on held-out benchmarks; the per-benchmark scores come back in the observation.
-    Evaluation data never enters the workspace; every submission is audited against it.
+    The agent works in a sandboxed terminal holding a candidate pool (read-only at ``$POOL``) and a
+    task README, writes selection policies and submits subsets with ``submit PATH``. A fixed pipeline
+    trains the fixed model on each valid submission and reports per-benchmark scores. Evaluation
+    data never enters the workspace; every submission is audited against it.
 
     ## Action Space
     ``Text(16384, charset=CHARSET)``: one shell command, run in a persistent bash (cwd and
@@ -81,41 +74,34 @@ class CurationEnv(gym.Env):
     episode arguments here are ignored, except an explicit ``backend``); ``render_mode`` ("ansi").
 
     ## Info
-    iteration, budget_left, steps, base/best scores, the submission rules and budget, the submit
-    usage, per-benchmark ``scores`` and the ``submission`` record (audit, timings, commit).
-    Heavy scaffolds add rules with :meth:`add_submission_check`.
+    Iteration, budget left, scores, rules, submit usage, the ``submission`` record (audit, timings,
+    commit). Heavy scaffolds add rules with :meth:`add_submission_check`.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
 
     def __init__(self, task: str | CurationTask = "minivqa", task_kwargs: dict[str, Any] | None = None, *,
                  iteration_budget: int = EpisodeConfig.iteration_budget, max_steps: int = EpisodeConfig.max_steps,
-                 max_wall_clock_s: float | None = EpisodeConfig.max_wall_clock_s,
-                 reward_mode: str = EpisodeConfig.reward_mode, backend: str = EpisodeConfig.backend,
-                 limits: SandboxLimits | dict[str, Any] | None = None,
-                 observation_chars: int = EpisodeConfig.observation_chars,
-                 docker_image: str = EpisodeConfig.docker_image, run_dir: str | Path | None = None,
-                 run_root: str | Path | None = None, resume_from: str | Path | None = None,
-                 render_mode: str | None = None, env_id: str | None = None,
+                 max_wall_clock_s: float | None = EpisodeConfig.max_wall_clock_s, reward_mode: str = "best",
+                 backend: str = EpisodeConfig.backend, limits: SandboxLimits | dict[str, Any] | None = None,
+                 observation_chars: int = EpisodeConfig.observation_chars, docker_image: str = EpisodeConfig.docker_image,
+                 run_dir: str | Path | None = None, run_root: str | Path | None = None,
+                 resume_from: str | Path | None = None, render_mode: str | None = None, env_id: str | None = None,
                  workspace_kwargs: dict[str, Any] | None = None) -> None:
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be 'ansi' or None, not {render_mode!r}")
         self._resume_from = Path(resume_from) if resume_from else None
-        if self._resume_from is not None:
-            recorded = RunConfig.from_dict(RunDirectory.existing(self._resume_from).config)
-            self.config = recorded.episode
-            if backend != EpisodeConfig.backend:
-                self.config = EpisodeConfig.from_dict({**self.config.to_dict(), "backend": resolve_backend(backend)})
+        if self._resume_from is not None:  # every setting as recorded; only the backend may change
+            recorded = Recorder.recorded_config(self._resume_from)
+            self.config = recorded.episode if backend == EpisodeConfig.backend else dataclasses.replace(
+                recorded.episode, backend=resolve_backend(backend))
             task = task if isinstance(task, CurationTask) else recorded.task
             task_kwargs, env_id = recorded.task_kwargs, recorded.env_id
         else:
-            if reward_mode not in ("best", "previous", "base"):
-                raise ValueError(f"reward_mode must be 'best', 'previous' or 'base', not {reward_mode!r}")
-            limits = SandboxLimits(**limits) if isinstance(limits, dict) else limits or SandboxLimits()
             self.config = EpisodeConfig(
                 iteration_budget=iteration_budget, max_steps=max_steps, max_wall_clock_s=max_wall_clock_s,
                 reward_mode=reward_mode, backend=resolve_backend(backend),  # type: ignore[arg-type]
-                observation_chars=observation_chars, limits=limits, docker_image=docker_image)
+                observation_chars=observation_chars, limits=limits or SandboxLimits(), docker_image=docker_image)
         self.task_kwargs = dict(task_kwargs or {})
         self.task = load_task(task, **self.task_kwargs)
         self.task_ref = task if isinstance(task, str) else f"{type(task).__module__}:{type(task).__qualname__}"
@@ -126,16 +112,8 @@ class CurationEnv(gym.Env):
         self._workspace_kwargs = dict(workspace_kwargs or {})
         self.gate = SubmissionGate(self.task)
         self.scorer = Scorer(self.task)
-        budget = self.config.iteration_budget
-        self.action_space = spaces.Text(ACTION_MAX_CHARS, min_length=0, charset=CHARSET)
-        self.observation_space = spaces.Dict({
-            "output": spaces.Text(self.config.observation_chars, min_length=0, charset=CHARSET),
-            "exit_code": spaces.Box(-1, 255, shape=(), dtype=np.int64),
-            "iteration": spaces.Box(0, budget, shape=(), dtype=np.int64),
-            "budget_left": spaces.Box(0, budget, shape=(), dtype=np.int64),
-            "best_score": spaces.Box(0.0, 100.0, shape=(), dtype=np.float32),
-            "last_score": spaces.Box(0.0, 100.0, shape=(), dtype=np.float32),
-        })
+        self.action_space = view.action_space()
+        self.observation_space = view.observation_space(self.config)
         self.workspace: Workspace | None = None
         self.recorder: Recorder | None = None
         self.state = EpisodeState.start(0.0, self.config.reward_mode)
@@ -158,10 +136,9 @@ class CurationEnv(gym.Env):
         """Seconds this episode has run, across resumes."""
         return time.monotonic() - self._clock
 
-    # -- gymnasium API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
-        self._teardown()
+        self.close()
         self.task.prepare()
         self.history, self._done = [], False
         resume, self._resume_from = self._resume_from, None
@@ -170,31 +147,24 @@ class CurationEnv(gym.Env):
         self.seed_value, self.steps, self._clock = int(seed) if seed is not None else 0, 0, time.monotonic()
         self.base = base = self.scorer.base(self.seed_value)
         self.state = EpisodeState.start(base.average, self.config.reward_mode)
-        options = options or {}
-        config = RunConfig(env_id=self.env_id, task=self.task_ref, task_kwargs=self.task_kwargs, episode=self.config,
-                           seed=self.seed_value, task_info=self.task.describe(),
-                           scaffolds=tuple(options.get("scaffolds") or ()), agent=options.get("agent"),
-                           created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        config = RunConfig.new(options, env_id=self.env_id, task=self.task_ref, task_kwargs=self.task_kwargs,
+                               episode=self.config, seed=self.seed_value, task_info=self.task.describe())
         self.recorder = Recorder(RunDirectory(self._first_run_dir or default_run_dir(self.env_id, seed, self._run_root)))
         self._first_run_dir = None
         self.recorder.start(config, self.task.workspace_files())
         self._start_workspace()
-        output = welcome(self.env_id, self.task.rules.describe(), self.config.iteration_budget, base.average,
-                         SUBMIT_USAGE) + "\n\n" + self.task.readme()
+        output = view.welcome(self.env_id, self.task, self.config.iteration_budget, base.average, SUBMIT_USAGE)
         self.recorder.step({"step": 0, "kind": "reset", "seed": seed, "output": output, "base_scores": base.scores,
                             "base_average": base.average, "elapsed_s": 0.0})
         return self._observe(output, 0), self._info(last_scores=base.scores)
 
     def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
-        if self.recorder is None or self.workspace is None:
-            raise gym.error.ResetNeeded("call reset() before step()")
-        if self._done:
-            raise gym.error.ResetNeeded("the episode has ended; call reset()")
+        if self.recorder is None or self.workspace is None or self._done:
+            raise gym.error.ResetNeeded("the episode has ended; call reset()" if self._done else "call reset() first")
         if not isinstance(action, str):
             raise TypeError(f"an action is one shell command as a str, not {type(action).__name__}")
         self.steps += 1
-        t0 = time.monotonic()
-        reward, terminated, submission, command = 0.0, False, None, action.strip()
+        reward, terminated, submission, command, t0 = 0.0, False, None, action.strip(), time.monotonic()
         if command == "done":
             output, exit_code, terminated = "Episode ended by the agent (`done`).", 0, True
         elif not command:
@@ -205,7 +175,7 @@ class CurationEnv(gym.Env):
             feedback, reward, submission = self._take_submissions()
             if feedback:
                 output = (output.rstrip("\n") + "\n\n" if output.strip() else "") + feedback
-        end, terminated, truncated = self._episode_end(terminated)
+        end, terminated, truncated = episode_end(self.config, self.state, self.steps, self.elapsed_s, terminated)
         self._done = terminated or truncated
         obs = self._observe(output + end, exit_code)
         self.recorder.step({
@@ -222,23 +192,7 @@ class CurationEnv(gym.Env):
         return self._last_render if self.render_mode == "ansi" else None
 
     def close(self) -> None:
-        self._teardown()
-        super().close()
-
-    # -- internals ---------------------------------------------------------------------------
-    def _episode_end(self, terminated: bool) -> tuple[str, bool, bool]:
-        cfg = self.config
-        if terminated:
-            return "", True, False
-        if self.state.iteration >= cfg.iteration_budget:
-            return f"\n\nIteration budget spent ({cfg.iteration_budget} scored submissions). Episode over.", True, False
-        if self.steps >= cfg.max_steps:
-            return f"\n\nStep limit reached ({cfg.max_steps} steps). Episode truncated.", False, True
-        if cfg.max_wall_clock_s and self.elapsed_s > cfg.max_wall_clock_s:
-            return f"\n\nWall-clock limit reached ({cfg.max_wall_clock_s:g}s). Episode truncated.", False, True
-        return "", False, False
-
-    def _teardown(self) -> None:
+        """Stop the workspace and close the run directory (``reset`` does this for the previous episode)."""
         if self.workspace is not None:
             self.workspace.close()
             self.workspace = None
@@ -247,69 +201,36 @@ class CurationEnv(gym.Env):
 
     def _start_workspace(self) -> None:
         assert self.recorder is not None
-        bin_dir = install_tools(self.recorder.root / ".bin", self.task.tools_dir())
-        spec = WorkspaceSpec(host_dir=self.recorder.run.workspace, pool_dir=self.task.pool_dir, bin_dir=bin_dir,
-                             limits=self.config.limits, docker_image=self.config.docker_image,
-                             extra_mounts=self.task.workspace_mounts())
-        kwargs = dict(self._workspace_kwargs)
-        if self.config.backend == "local":
-            kwargs.setdefault("warn", True)
-        self.workspace = make_workspace(self.config.backend, spec, **kwargs)
-        self.workspace.start()
+        self.workspace = open_workspace(self.config, self.recorder.run.workspace, self.recorder.root / ".bin",
+                                        self.task.pool_dir, self.task.tools_dir(), self.task.workspace_mounts(),
+                                        **self._workspace_kwargs)
 
     def _observe(self, output: str, exit_code: int) -> dict[str, Any]:
         self._last_render = output
-        return observation(output, exit_code, self.state, self.config)
+        return view.observation(output, exit_code, self.state, self.config)
 
     def _info(self, submission: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-        s = self.state
-        info: dict[str, Any] = {
-            "iteration": s.iteration, "budget_left": max(0, self.config.iteration_budget - s.iteration),
-            "steps": self.steps, "base_score": s.base_score, "best_score": s.best_score,
-            "best_iteration": s.best_iteration, "last_score": s.last_score, "task": self.task.name, "pool_kind": self.task.pool_kind, "submission_budget": self.task.rules.budget,
-            "submission_rules": self.task.rules.describe(), "submit_usage": SUBMIT_USAGE, **extra}
-        if submission is not None:
-            info["submission"] = submission
-            if submission.get("status") == "scored":
-                info["scores"], info["average"] = submission["scores"], submission["average"]
-        return info
+        return view.episode_info(self.state, self.config, self.task, self.steps, SUBMIT_USAGE, submission, **extra)
 
-    # -- submissions -------------------------------------------------------------------------
     def _take_submissions(self) -> tuple[str, float, dict[str, Any] | None]:
-        assert self.recorder is not None
-        parts, reward, record = [], 0.0, None
-        for n, request in enumerate(take_requests(self.recorder.run.workspace)):
-            if isinstance(request, SubmissionError):
-                parts.append(f"== submission refused: {request} ==")
-            elif n > 0:
-                parts.append(f"== submission of {request.path} refused: one submission per command; "
-                             "submit it again in its own command ==")
-            else:
-                text, reward, record = self._submit(request)
-                parts.append(text)
-        return "\n".join(parts), reward, record
-
-    def _submit(self, request: SubmitRequest) -> tuple[str, float, dict[str, Any]]:
+        """Validate, audit, score and record the command's submission, if it left one."""
         assert self.recorder is not None and self.workspace is not None and self.base is not None
-        shown = request.path
+        request, refusals = take_submission(self.recorder.run.workspace)
+        if request is None:
+            return "\n".join(refusals), 0.0, None
         try:
             admitted = self.gate.admit(request, self.workspace)
-        except SubmissionError as exc:
-            text = f"== submission {shown} refused (no iteration spent) ==\n{exc}"
-            return text, 0.0, {"status": "refused", "file": shown, "error": str(exc), "problems": exc.problems[:50]}
-        try:
             result = self.scorer.score(admitted.selection, self.seed_value,
                                        self.recorder.root / "work" / f"step-{self.steps:04d}")
-        except ScoringCrash as exc:
-            text = (f"== submission {shown}: training/evaluation crashed: {exc}\nThe iteration is not spent. "
-                    f"Log: {exc.log.relative_to(self.recorder.root)} in the run directory. ==")
-            return text, 0.0, {"status": "crashed", "file": shown, "error": str(exc)}
+        except (SubmissionError, ScoringCrash) as exc:  # refused or crashed: no iteration spent
+            text, record = view.feedback_not_scored(request.path, exc, self.recorder.root)
+            return "\n".join([text, *refusals]), 0.0, record
         previous_best = self.state.best_score
         self.state, reward = self.state.scored(result.average)
-        manifest = self.recorder.iteration(self.steps, admitted, result, self.state, reward, shown).to_dict()
+        manifest = self.recorder.iteration(self.steps, admitted, result, self.state, reward, request.path).to_dict()
         self.history.append(manifest)
-        text = feedback_scored(manifest, admitted, result, self.base, previous_best, self.config.iteration_budget)
-        return text, reward, manifest
+        text = view.feedback_scored(manifest, admitted, result, self.base, previous_best, self.config.iteration_budget)
+        return "\n".join([text, *refusals]), reward, manifest
 
     def _resume(self, root: Path) -> tuple[dict, dict]:
         point = Recorder.resume_point(root)
@@ -320,9 +241,7 @@ class CurationEnv(gym.Env):
         self.state = EpisodeState.replay(base.average, self.config.reward_mode, [m["average"] for m in point.manifests])
         self.history = list(point.manifests)
         self._start_workspace()
-        output = (f"Session resumed from {root.name} at step {self.steps}: {self.state.iteration} of "
-                  f"{self.config.iteration_budget} submissions scored, best average {self.state.best_score:.2f}. "
-                  "The workspace files are as you left them; the shell is new (exported variables are gone).")
+        output = view.resumed(root.name, self.steps, self.state, self.config.iteration_budget)
         self.recorder.step({"step": self.steps, "kind": "resume", "output": output, "episode": self.config.to_dict(),
                             "elapsed_s": round(self.elapsed_s, 3)})
         last = point.manifests[-1]["scores"] if point.manifests else base.scores

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from curbench_env.config import RewardMode
+from curbench_env.config import EpisodeConfig, RewardMode
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,18 @@ class EpisodeState:
             best_score=score if better else self.best_score,
             best_iteration=iteration if better else self.best_iteration)
         return state, self.reward(score)
+
+
+def episode_end(config: EpisodeConfig, state: EpisodeState, steps: int, elapsed_s: float,
+                ended_by_agent: bool = False) -> tuple[str, bool, bool]:
+    """(message, terminated, truncated) after a step: budget spent or `done` terminate; step and
+    wall-clock limits truncate."""
+    if ended_by_agent:
+        return "", True, False
+    if state.iteration >= config.iteration_budget:
+        return f"\n\nIteration budget spent ({config.iteration_budget} scored submissions). Episode over.", True, False
+    if steps >= config.max_steps:
+        return f"\n\nStep limit reached ({config.max_steps} steps). Episode truncated.", False, True
+    if config.max_wall_clock_s and elapsed_s > config.max_wall_clock_s:
+        return f"\n\nWall-clock limit reached ({config.max_wall_clock_s:g}s). Episode truncated.", False, True
+    return "", False, False

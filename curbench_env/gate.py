@@ -99,6 +99,20 @@ def take_requests(workspace_dir: Path) -> list[SubmitRequest | SubmissionError]:
     return out
 
 
+def take_submission(workspace_dir: Path) -> tuple[SubmitRequest | None, list[str]]:
+    """The command's submission (its first readable request) and a refusal message for each other one."""
+    request, refusals = None, []
+    for n, got in enumerate(take_requests(workspace_dir)):
+        if isinstance(got, SubmissionError):
+            refusals.append(f"== submission refused: {got} ==")
+        elif n > 0:
+            refusals.append(f"== submission of {got.path} refused: one submission per command; "
+                            "submit it again in its own command ==")
+        else:
+            request = got
+    return request, refusals
+
+
 def _read_no_follow(name: str, dir_fd: int) -> bytes:
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)

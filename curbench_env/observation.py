@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from gymnasium import spaces
 
 from curbench_env.config import EpisodeConfig
 from curbench_env.episode import EpisodeState
+from curbench_env.errors import SubmissionError
 from curbench_env.gate import Admitted
 from curbench_env.pipeline import EvalResult
-from curbench_env.text import clip_text, normalise_text
+from curbench_env.scorer import ScoringCrash
+from curbench_env.text import CHARSET, clip_text, normalise_text
+
+if TYPE_CHECKING:
+    from curbench_env.task import CurationTask
+
+
+#: The longest command an action may hold.
+ACTION_MAX_CHARS = 16_384
+
+
+def action_space() -> spaces.Text:
+    """One shell command, in the printable charset real terminals use."""
+    return spaces.Text(ACTION_MAX_CHARS, min_length=0, charset=CHARSET)
+
+
+def observation_space(config: EpisodeConfig) -> spaces.Dict:
+    """The observation space of an episode with ``config`` (text fields carry an explicit charset)."""
+    budget = config.iteration_budget
+    return spaces.Dict({
+        "output": spaces.Text(config.observation_chars, min_length=0, charset=CHARSET),
+        "exit_code": spaces.Box(-1, 255, shape=(), dtype=np.int64),
+        "iteration": spaces.Box(0, budget, shape=(), dtype=np.int64),
+        "budget_left": spaces.Box(0, budget, shape=(), dtype=np.int64),
+        "best_score": spaces.Box(0.0, 100.0, shape=(), dtype=np.float32),
+        "last_score": spaces.Box(0.0, 100.0, shape=(), dtype=np.float32),
+    })
 
 
 def observation(output: str, exit_code: int, state: EpisodeState, config: EpisodeConfig) -> dict[str, Any]:
@@ -26,15 +55,31 @@ def observation(output: str, exit_code: int, state: EpisodeState, config: Episod
     }
 
 
-def welcome(env_id: str, rules: str, budget: int, base_average: float, submit_usage: str) -> str:
-    """The lines above the task README in the first observation."""
+def episode_info(state: EpisodeState, config: EpisodeConfig, task: CurationTask, steps: int, submit_usage: str,
+                 submission: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """``info``: the facts a policy needs (budget, scores, rules, the submit usage) and the last submission."""
+    info: dict[str, Any] = {
+        "iteration": state.iteration, "budget_left": max(0, config.iteration_budget - state.iteration),
+        "steps": steps, "base_score": state.base_score, "best_score": state.best_score,
+        "best_iteration": state.best_iteration, "last_score": state.last_score, "task": task.name,
+        "pool_kind": task.pool_kind, "submission_budget": task.rules.budget,
+        "submission_rules": task.rules.describe(), "submit_usage": submit_usage, **extra}
+    if submission is not None:
+        info["submission"] = submission
+        if submission.get("status") == "scored":
+            info["scores"], info["average"] = submission["scores"], submission["average"]
+    return info
+
+
+def welcome(env_id: str, task: CurationTask, budget: int, base_average: float, submit_usage: str) -> str:
+    """The first observation: how the session works, then the task README."""
     return (
         f"# {env_id}: data-curation session\n"
         "Your workspace is the current directory ($WORKSPACE, your files persist); "
         "the candidate pool is read-only at $POOL.\n"
-        f"Submit with `{submit_usage}` ({rules}). "
+        f"Submit with `{submit_usage}` ({task.rules.describe()}). "
         f"You have {budget} scored submissions; refused submissions cost none. Run `done` to finish.\n"
-        f"Base model (no fine-tuning): average {base_average:.2f}"
+        f"Base model (no fine-tuning): average {base_average:.2f}\n\n" + task.readme()
     )
 
 
@@ -53,3 +98,21 @@ def feedback_scored(manifest: dict[str, Any], admitted: Admitted, result: EvalRe
     if manifest.get("commit"):
         lines.append(f"workspace committed as {manifest['commit'][:10]}")
     return "\n".join(lines)
+
+
+def feedback_not_scored(shown: str, exc: SubmissionError | ScoringCrash, run_root: Path) -> tuple[str, dict[str, Any]]:
+    """The text and the step record of a submission that was refused or whose training crashed
+    (no iteration spent either way)."""
+    if isinstance(exc, ScoringCrash):
+        return (f"== submission {shown}: training/evaluation crashed: {exc}\nThe iteration is not spent. "
+                f"Log: {exc.log.relative_to(run_root)} in the run directory. ==",
+                {"status": "crashed", "file": shown, "error": str(exc)})
+    return (f"== submission {shown} refused (no iteration spent) ==\n{exc}",
+            {"status": "refused", "file": shown, "error": str(exc), "problems": exc.problems[:50]})
+
+
+def resumed(run_name: str, steps: int, state: EpisodeState, budget: int) -> str:
+    """The first observation of a resumed episode."""
+    return (f"Session resumed from {run_name} at step {steps}: {state.iteration} of {budget} submissions "
+            f"scored, best average {state.best_score:.2f}. The workspace files are as you left them; the "
+            "shell is new (exported variables are gone).")

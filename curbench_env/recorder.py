@@ -116,6 +116,11 @@ class Recorder:
         self.run.close()
 
     @staticmethod
+    def recorded_config(root: Path) -> RunConfig:
+        """The config a run directory was recorded with (a clear error when it is not a run directory)."""
+        return RunConfig.from_dict(RunDirectory.existing(root).config)
+
+    @staticmethod
     def resume_point(root: Path) -> ResumePoint:
         """What a recorded, unfinished episode needs to continue; a clear error when it cannot."""
         run = RunDirectory.existing(root)

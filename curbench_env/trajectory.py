@@ -17,21 +17,12 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 #: Workspace files copied into an iteration's policy snapshot (the agent's scripts and notes).
 POLICY_SUFFIXES = (".py", ".sh", ".md", ".txt", ".json", ".yaml", ".yml", ".toml", ".cfg", ".ipynb")
 POLICY_MAX_BYTES = 256_000
-
-
-@dataclass
-class IterationRecord:
-    """One scored (or refused) submission as written under iterations/NN/."""
-
-    index: int
-    path: Path
 
 
 class RunDirectory:

@@ -120,21 +120,43 @@ class ConversationEncoder:
         return ids + self._human(question, with_image)
 
 
+def pad_batch(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], pad_id: int) -> dict:
+    """Right-padded ``input_ids``, ``labels`` (padding ignored by the loss) and ``attention_mask`` tensors."""
+    width = max(len(ids) for ids in input_ids)
+    ids_t = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
+    labels_t = torch.full((len(input_ids), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(input_ids), width), dtype=torch.long)
+    for i, (ids, lab) in enumerate(zip(input_ids, labels, strict=True)):
+        ids_t[i, :len(ids)] = torch.tensor(ids)
+        labels_t[i, :len(lab)] = torch.tensor(lab)
+        mask[i, :len(ids)] = 1
+    return {"input_ids": ids_t, "attention_mask": mask, "labels": labels_t}
+
+
 def _collate(batch: Sequence[Encoded], pad_id: int, images: Callable[[list[int]], torch.Tensor]) -> dict:
-    width = max(len(e.input_ids) for e in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, e in enumerate(batch):
-        n = len(e.input_ids)
-        input_ids[i, :n] = torch.tensor(e.input_ids)
-        labels[i, :n] = torch.tensor(e.labels)
-        mask[i, :n] = 1
-    out = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    out = pad_batch([e.input_ids for e in batch], [e.labels for e in batch], pad_id)
     rows = [e.image for e in batch if e.image is not None]
     if rows:
         out["pixel_values"] = images(rows)
     return out
+
+
+def lora_config(recipe: LoraRecipe, projector_name: str = "multi_modal_projector", **extra: Any) -> Any:
+    """peft's LoraConfig of the recipe: LoRA on ``target_modules``, the projector trained in full."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
+                      target_modules=recipe.target_modules, modules_to_save=[projector_name], bias="none", **extra)
+
+
+def recipe_optimizer(model: torch.nn.Module, recipe: LoraRecipe,
+                     projector_name: str = "multi_modal_projector") -> torch.optim.Optimizer:
+    """AdamW with LLaVA's two learning rates: ``learning_rate`` for LoRA, ``projector_lr`` for the projector."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    proj = [p for n, p in named if projector_name in n]
+    lora = [p for n, p in named if projector_name not in n]
+    return torch.optim.AdamW([{"params": lora, "lr": recipe.learning_rate}, {"params": proj, "lr": recipe.projector_lr}],
+                             lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
 
 
 def cosine_scale(step: int, warmup: int, total: int) -> float:
@@ -186,19 +208,13 @@ def finetune_lora(base: torch.nn.Module, examples: Sequence[Encoded], images: Ca
     """LoRA fine-tune a copy of ``base`` on ``examples`` with the fixed recipe; returns the peft model."""
     import warnings
 
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     # peft calls a transformers API deprecated in v5; the warning says nothing to our users.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     torch.manual_seed(seed)
-    model = copy.deepcopy(base)
-    cfg = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-                     target_modules=recipe.target_modules, modules_to_save=[projector_name], bias="none")
-    model = get_peft_model(model, cfg)
-    proj = [p for n, p in model.named_parameters() if p.requires_grad and projector_name in n]
-    lora = [p for n, p in model.named_parameters() if p.requires_grad and projector_name not in n]
-    opt = torch.optim.AdamW([{"params": lora, "lr": recipe.learning_rate},
-                             {"params": proj, "lr": recipe.projector_lr}], weight_decay=recipe.weight_decay)
+    model = get_peft_model(copy.deepcopy(base), lora_config(recipe, projector_name))
+    opt = recipe_optimizer(model, recipe, projector_name)
     rng = np.random.default_rng(seed)
     per_epoch = max(1, math.ceil(len(examples) / recipe.batch_size))
     total = max(recipe.min_steps, int(round(per_epoch * recipe.epochs)))

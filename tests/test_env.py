@@ -302,3 +302,23 @@ def test_cli_resume_after_kill_keeps_every_setting_and_continues_the_scores(tmp_
     assert len(after[1]["output"]) <= 900 and "truncated" in after[1]["output"]  # observation_chars
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["iterations"] == 3 and summary["steps"] == 6
+
+
+def test_a_run_directory_from_before_the_episode_core_resumes(make_env, tiny_task):
+    env = make_env(iteration_budget=3)
+    env.reset(seed=0)
+    env.step(pick(6) + " && submit picks.txt")
+    run_dir = env.run_dir
+    env.close()
+    # The earlier layout: no scaffolds/agent keys in config.json, no elapsed_s in the steps.
+    config = json.loads((run_dir / "config.json").read_text())
+    for key in ("scaffolds", "agent"):
+        config.pop(key)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
+    (run_dir / "steps.jsonl").write_text("".join(json.dumps({k: v for k, v in s.items() if k != "elapsed_s"}) + "\n"
+                                                 for s in steps))
+    env2 = CurationEnv(tiny_task, backend="local", workspace_kwargs={"warn": False}, resume_from=run_dir)
+    obs, info = env2.reset()
+    assert info["iteration"] == 1 and info["budget_left"] == 2 and "resumed" in obs["output"]
+    env2.close()

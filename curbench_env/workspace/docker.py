@@ -149,6 +149,9 @@ class DockerWorkspace(Workspace):
         result = self.shell.run(command, timeout_s=timeout, cap_bytes=self.spec.limits.output_cap_bytes)
         if result.shell_restarted:
             cwd = self.shell.last_cwd
+            # Like the other backends: nothing the dead or hung shell started outlives it.
+            self._shell_pid = None
+            self._kill_command(self.shell)
             self._start_shell()
             if cwd:
                 self.shell.run(f"cd '{cwd}'", timeout_s=10, cap_bytes=4096)

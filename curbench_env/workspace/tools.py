@@ -1,10 +1,15 @@
-"""The programs on the workspace PATH: `submit` and the task's own tools, copied into a bin folder."""
+"""Opening an episode's workspace: `submit` and the task's tools on its PATH, the chosen backend started."""
 
 from __future__ import annotations
 
 import shutil
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+from curbench_env.config import EpisodeConfig
+from curbench_env.workspace import make_workspace
+from curbench_env.workspace.base import Mount, Workspace, WorkspaceSpec
 
 
 def install_tools(bin_dir: Path, task_tools: Path | None) -> Path:
@@ -20,3 +25,15 @@ def install_tools(bin_dir: Path, task_tools: Path | None) -> Path:
         (bin_dir / name).write_bytes(src.read_bytes())
         (bin_dir / name).chmod(0o755)
     return bin_dir
+
+
+def open_workspace(config: EpisodeConfig, host_dir: Path, bin_dir: Path, pool_dir: Path, task_tools: Path | None,
+                   mounts: list[Mount], **backend_kwargs: Any) -> Workspace:
+    """Install the tools in ``bin_dir`` and start a workspace of ``config.backend`` on ``host_dir``."""
+    spec = WorkspaceSpec(host_dir=host_dir, pool_dir=pool_dir, bin_dir=install_tools(bin_dir, task_tools),
+                         limits=config.limits, docker_image=config.docker_image, extra_mounts=mounts)
+    if config.backend == "local":
+        backend_kwargs.setdefault("warn", True)
+    workspace = make_workspace(config.backend, spec, **backend_kwargs)
+    workspace.start()
+    return workspace

@@ -104,19 +104,10 @@ class SelectionDataset:
 
 def collate(pad_id: int):
     import torch
-    from curbench_env.envs.llava_pipeline import IGNORE_INDEX
+    from curbench_env.envs.llava_pipeline import pad_batch
 
     def fn(batch: list[dict[str, Any]]) -> dict[str, Any]:
-        width = max(len(b["input_ids"]) for b in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, b in enumerate(batch):
-            n = len(b["input_ids"])
-            ids[i, :n] = torch.tensor(b["input_ids"])
-            labels[i, :n] = torch.tensor(b["labels"])
-            mask[i, :n] = 1
-        out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        out = pad_batch([b["input_ids"] for b in batch], [b["labels"] for b in batch], pad_id)
         pixels = [b["pixel_values"] for b in batch if b["pixel_values"] is not None]
         if pixels:
             out["pixel_values"] = torch.stack(pixels)
@@ -152,8 +143,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ensure_torchvision()
     import torch
-    from curbench_env.envs.llava_pipeline import ChatFormat, ConversationEncoder
-    from peft import LoraConfig, get_peft_model
+    from curbench_env.envs.llava_pipeline import (
+        ChatFormat,
+        ConversationEncoder,
+        lora_config,
+        recipe_optimizer,
+    )
+    from peft import get_peft_model
     from transformers import AutoProcessor, LlavaForConditionalGeneration, Trainer, TrainingArguments
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
@@ -178,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     records = json.loads(a.data.read_text())
     data = SelectionDataset(records, encoder, processor.image_processor, cfg.image_aspect_ratio == "pad")
 
-    lora = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-                      target_modules=recipe.target_modules, modules_to_save=["multi_modal_projector"], bias="none",
-                      task_type="CAUSAL_LM")
+    lora = lora_config(recipe, task_type="CAUSAL_LM")
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -201,12 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def create_optimizer(self):  # noqa: D102
             if self.optimizer is None:
-                named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-                proj = [p for n, p in named if "multi_modal_projector" in n]
-                rest = [p for n, p in named if "multi_modal_projector" not in n]
-                self.optimizer = torch.optim.AdamW(
-                    [{"params": rest, "lr": recipe.learning_rate}, {"params": proj, "lr": recipe.projector_lr}],
-                    lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+                self.optimizer = recipe_optimizer(self.model, recipe)
             return self.optimizer
 
         def _get_train_sampler(self, *args, **kwargs):
