@@ -233,16 +233,15 @@ class CurationEnv(gym.Env):
         return "\n".join([text, *refusals]), reward, manifest
 
     def _resume(self, root: Path) -> tuple[dict, dict]:
-        point = Recorder.resume_point(root)
-        self.recorder = Recorder(RunDirectory(root))
+        self.recorder, point = Recorder.reopen(root)
         self.seed_value, self.steps = point.config.seed, point.steps
         self._clock = time.monotonic() - point.elapsed_s
         self.base = base = self.scorer.base(self.seed_value)
         self.state = EpisodeState.replay(base.average, self.config.reward_mode, [m["average"] for m in point.manifests])
         self.history = list(point.manifests)
         self._start_workspace()
-        output = view.resumed(root.name, self.steps, self.state, self.config.iteration_budget)
+        output = view.resumed(root.name, self.steps, self.state, self.config.iteration_budget, point.repaired)
         self.recorder.step({"step": self.steps, "kind": "resume", "output": output, "episode": self.config.to_dict(),
-                            "elapsed_s": round(self.elapsed_s, 3)})
+                            "elapsed_s": round(self.elapsed_s, 3), "repaired": point.repaired})
         last = point.manifests[-1]["scores"] if point.manifests else base.scores
         return self._observe(output, 0), self._info(last_scores=last)

@@ -111,8 +111,8 @@ def feedback_not_scored(shown: str, exc: SubmissionError | ScoringCrash, run_roo
             {"status": "refused", "file": shown, "error": str(exc), "problems": exc.problems[:50]})
 
 
-def resumed(run_name: str, steps: int, state: EpisodeState, budget: int) -> str:
-    """The first observation of a resumed episode."""
+def resumed(run_name: str, steps: int, state: EpisodeState, budget: int, repaired: str | None = None) -> str:
+    """The first observation of a resumed episode (and what was repaired in its journal, if anything)."""
     return (f"Session resumed from {run_name} at step {steps}: {state.iteration} of {budget} submissions "
             f"scored, best average {state.best_score:.2f}. The workspace files are as you left them; the "
-            "shell is new (exported variables are gone).")
+            "shell is new (exported variables are gone)." + (f"\n[run directory: {repaired}]" if repaired else ""))

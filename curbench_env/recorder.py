@@ -54,6 +54,7 @@ class ResumePoint:
     manifests: list[dict[str, Any]]
     steps: int
     elapsed_s: float
+    repaired: str | None = None
 
 
 class Recorder:
@@ -120,19 +121,26 @@ class Recorder:
         """The config a run directory was recorded with (a clear error when it is not a run directory)."""
         return RunConfig.from_dict(RunDirectory.existing(root).config)
 
-    @staticmethod
-    def resume_point(root: Path) -> ResumePoint:
-        """What a recorded, unfinished episode needs to continue; a clear error when it cannot."""
+    @classmethod
+    def reopen(cls, root: Path) -> tuple[Recorder, ResumePoint]:
+        """Take ownership of a recorded, unfinished episode and read where it stopped (a clear
+        error when another harness owns it, or when it cannot continue). A torn last journal line
+        is cut first; the point says so."""
         run = RunDirectory.existing(root)
-        config = RunConfig.from_dict(run.config)
-        steps = run.steps()
-        reset = next((s for s in steps if s.get("kind") == "reset"), None)
-        if reset is None:
-            raise CurbenchError(f"{root}: steps.jsonl has no reset record; start a new run instead")
-        n_steps = max((int(s.get("step", 0)) for s in steps), default=0)
-        last = steps[-1]
-        if last.get("terminated") or last.get("truncated"):
-            raise CurbenchError(f"{root}: the episode already ended (step {n_steps}); nothing to resume")
+        run.acquire()
+        try:
+            repaired = run.repair_tail()
+            steps = run.steps()
+            if not any(s.get("kind") == "reset" for s in steps):
+                raise CurbenchError(f"{root}: steps.jsonl has no reset record; start a new run instead")
+            n_steps = max((int(s.get("step", 0)) for s in steps), default=0)
+            if steps[-1].get("terminated") or steps[-1].get("truncated"):
+                raise CurbenchError(f"{root}: the episode already ended (step {n_steps}); nothing to resume")
+        except BaseException:
+            run.close()
+            raise
         manifests = [m for m in run.iterations() if m.get("status", "scored") == "scored"]
         elapsed = max((float(s.get("elapsed_s", 0.0)) for s in steps), default=0.0)
-        return ResumePoint(config=config, manifests=manifests, steps=n_steps, elapsed_s=elapsed)
+        point = ResumePoint(config=RunConfig.from_dict(run.config), manifests=manifests, steps=n_steps,
+                            elapsed_s=elapsed, repaired=repaired)
+        return cls(run), point

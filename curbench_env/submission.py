@@ -162,15 +162,38 @@ def _entry_from_obj(n: int, obj: Any) -> Entry:
     return (n, id_, None, None)
 
 
+#: Records are a few levels deep; anything deeper is refused before it can exhaust the stack.
+MAX_JSON_DEPTH = 32
+
+
+def _load_json(text: str) -> Any:
+    """``json.loads`` that refuses values nested deeper than :data:`MAX_JSON_DEPTH` (ValueError)."""
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return obj
+
+
 def _read_jsonl(text: str, name: str) -> list[Entry]:
     out: list[Entry] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = _load_json(line)
         except json.JSONDecodeError as exc:
             out.append((n, None, None, f"line {n}: malformed JSON ({exc.msg} at column {exc.colno})"))
+            continue
+        except ValueError as exc:
+            out.append((n, None, None, f"line {n}: {exc}"))
             continue
         out.append(_entry_from_obj(n, obj))
     return out
@@ -178,9 +201,11 @@ def _read_jsonl(text: str, name: str) -> list[Entry]:
 
 def _read_json(text: str, name: str) -> list[Entry]:
     try:
-        data = json.loads(text)
+        data = _load_json(text)
     except json.JSONDecodeError as exc:
         raise SubmissionError(f"{name}: malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except ValueError as exc:
+        raise SubmissionError(f"{name}: {exc}") from None
     if not isinstance(data, list):
         raise SubmissionError(f"{name}: a .json submission must be a list of ids or records")
     return [_entry_from_obj(n, obj) for n, obj in enumerate(data, 1)]

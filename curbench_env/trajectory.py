@@ -12,13 +12,17 @@ Layout::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
+
+from curbench_env.errors import CurbenchError
 
 #: Workspace files copied into an iteration's policy snapshot (the agent's scripts and notes).
 POLICY_SUFFIXES = (".py", ".sh", ".md", ".txt", ".json", ".yaml", ".yml", ".toml", ".cfg", ".ipynb")
@@ -34,12 +38,11 @@ class RunDirectory:
         self.git_dir = self.root / "workspace.git"
         self.steps_path = self.root / "steps.jsonl"
         self._steps_fh: Any = None
+        self._lock_fh: Any = None
 
     @classmethod
     def existing(cls, root: Path) -> RunDirectory:
         """An existing run directory, or a clear error when ``root`` is not one."""
-        from curbench_env.errors import CurbenchError
-
         if not (Path(root) / "config.json").exists():
             raise CurbenchError(f"{root} is not a curbench run directory (no config.json)")
         return cls(root)
@@ -50,6 +53,7 @@ class RunDirectory:
         if self.steps_path.exists():
             raise FileExistsError(f"{self.root} already holds a run; use `curbench resume {self.root}`")
         self.root.mkdir(parents=True, exist_ok=True)
+        self.acquire()
         self.workspace.mkdir(exist_ok=True)
         (self.root / "iterations").mkdir(exist_ok=True)
         self.write_json("config.json", config)
@@ -76,21 +80,69 @@ class RunDirectory:
         os.fsync(self._steps_fh.fileno())
 
     def steps(self) -> list[dict[str, Any]]:
-        """All recorded steps; a torn last line (a crash mid-write) is skipped."""
+        """All recorded steps. A line that is not a JSON object (a torn write, garbage) is skipped
+        with a warning naming its line number."""
         if not self.steps_path.exists():
             return []
-        out = []
-        for line in self.steps_path.read_text(encoding="utf-8").splitlines():
+        out, bad = [], []
+        for n, line in enumerate(self.steps_path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                record = None
+            if isinstance(record, dict):
+                out.append(record)
+            elif line.strip():
+                bad.append(n)
+        if bad:
+            warnings.warn(f"{self.steps_path}: skipped {len(bad)} unreadable line(s): "
+                          f"{', '.join(map(str, bad[:10]))}", RuntimeWarning, stacklevel=2)
         return out
 
+    def repair_tail(self) -> str | None:
+        """Cut a torn last line (a crash mid-write) so the next step starts on a line of its own;
+        returns what was done, or None when the journal was whole."""
+        if not self.steps_path.exists():
+            return None
+        with open(self.steps_path, "rb+") as fh:
+            data = fh.read()
+            if not data or data.endswith(b"\n"):
+                return None
+            keep = data.rfind(b"\n") + 1
+            fh.truncate(keep)
+        return f"steps.jsonl ended in a torn line ({len(data) - keep} bytes after the last complete record); cut it"
+
+    # -- ownership ----------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Own the run directory: a second harness on the same run gets a clear error, not a mixed journal.
+
+        The lock is an ``flock`` on ``.lock``; the kernel releases it when this process exits, even by kill -9.
+        """
+        if self._lock_fh is not None:
+            return
+        fh = open(self.root / ".lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            fh.close()
+            raise CurbenchError(f"{self.root} is in use by another harness (pid {holder}); "
+                                "wait for it to end or stop it before resuming") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock_fh = fh
+
     def close(self) -> None:
+        """Close the journal and give up ownership."""
         if self._steps_fh is not None:
             self._steps_fh.close()
             self._steps_fh = None
+        if self._lock_fh is not None:
+            self._lock_fh.close()
+            self._lock_fh = None
 
     # -- iterations ---------------------------------------------------------------------
     def iteration_dir(self, index: int) -> Path:

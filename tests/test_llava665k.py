@@ -175,7 +175,7 @@ def test_tiny_episode_trains_through_deepspeed_and_scores_with_lmms_eval(tiny_se
     assert "41 True" in obs["output"]
 
     obs, reward, terminated, truncated, info = env.step('printf "leaked\\n%s\\n" ' + s["ids"][0] + " > a.txt && submit a.txt")
-    assert info["submission"]["status"] == "refused" and "evaluation" in obs["output"] and env.iteration == 0
+    assert info["submission"]["status"] == "refused" and "evaluation" in obs["output"] and env.state.iteration == 0
 
     picks = "\n".join(i for i in s["ids"][:16] if i != "leaked")
     obs, reward, terminated, truncated, info = env.step(f"printf '{picks}\\n' > p.txt && submit p.txt --note tiny")
@@ -206,7 +206,7 @@ def test_a_crashed_training_run_leaves_the_episode_intact(tiny_setting, tmp_path
     obs, reward, terminated, truncated, info = env.step(f"printf '{picks}\\n' > p.txt && submit p.txt")
     assert info["submission"]["status"] == "crashed"
     assert "unknown recipe keys per_device_batchsize" in info["submission"]["error"]
-    assert env.iteration == 0 and not terminated
+    assert env.state.iteration == 0 and not terminated
     obs, *_ = env.step("ls p.txt")
     assert "p.txt" in obs["output"]
     env.close()

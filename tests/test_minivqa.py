@@ -235,8 +235,7 @@ def test_every_scripted_policy_writes_a_valid_submission(tiny_world, tmp_path, p
 
     for name in SCRIPTS:
         (tmp_path / name).write_text(script_text(name))
-    script, extra, _ = POLICIES[policy]
-    out = subprocess.run([sys.executable, str(tmp_path / script), "--budget", "200", "--out", str(tmp_path / "p.txt")],
+    out = subprocess.run([sys.executable, str(tmp_path / POLICIES[policy].script), "--budget", "200", "--out", str(tmp_path / "p.txt")],
                          env={**os.environ, "POOL": str(tiny_world / "pool")}, capture_output=True, text=True,
                          timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr

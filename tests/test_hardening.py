@@ -1,0 +1,184 @@
+"""Attacks a hostile agent can make through what it writes: the harness refuses, never raises,
+never touches a host path the agent points it at, and the run directory survives."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+from curbench_env import CurationEnv, CurbenchError
+from curbench_env.trajectory import RunDirectory
+
+GOOD = ("python3 -c \"import json,os; rs=[json.loads(l) for l in open(os.environ['POOL']+'/pool.jsonl')]; "
+        "open('p.txt','w').write('\\n'.join([r['id'] for r in rs if r['quality_hint']=='good' "
+        "and r['id']!='leak01'][:5]))\"")
+
+
+def write_request(env, name: str, body: str | bytes) -> None:
+    box = env.run_dir / "workspace" / ".curbench" / "outbox"
+    box.mkdir(parents=True, exist_ok=True)
+    (box / name).write_bytes(body if isinstance(body, bytes) else body.encode())
+
+
+def test_a_symlinked_outbox_makes_the_harness_delete_nothing(make_env, tmp_path):
+    env = make_env()
+    env.reset(seed=0)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.json").write_text('{"path": "x"}')
+    obs, *_ = env.step(f"mkdir -p .curbench && rm -rf .curbench/outbox && ln -s {victim} .curbench/outbox && echo linked")
+    assert "linked" in obs["output"]
+    assert (victim / "precious.json").exists()
+    obs, *_, info = env.step(f"rm -rf .curbench && ln -s {victim} .curbench && echo again")
+    assert (victim / "precious.json").exists() and "submission" not in info
+
+
+def test_a_symlinked_request_is_refused_and_its_target_kept(make_env, tmp_path):
+    env = make_env()
+    env.reset(seed=0)
+    target = tmp_path / "target.json"
+    target.write_text(json.dumps({"path": "p.txt"}))
+    obs, *_, info = env.step(f"mkdir -p .curbench/outbox && ln -s {target} .curbench/outbox/1.json")
+    assert "refused" in obs["output"] and target.exists()
+
+
+@pytest.mark.parametrize("body", [
+    '{"path": 42}', '{"path": ["a"]}', '{"path": "p.txt", "note": {"x": 1}}', '{"path": "p.txt", "cwd": 3}',
+    '{"path": "p\\u0000.txt"}', '[' * 100_000 + ']' * 100_000, '"just a string"', b"\xff\xfe garbage",
+    '{"path": "' + "a" * 20_000 + '"}',
+])
+def test_a_hand_written_request_is_refused_not_raised(make_env, body):
+    env = make_env()
+    env.reset(seed=0)
+    write_request(env, "0.json", body)
+    obs, reward, term, trunc, info = env.step("true")
+    assert "refused" in obs["output"] and reward == 0 and info["iteration"] == 0 and not (term or trunc)
+    assert env.observation_space.contains(obs)
+
+
+@pytest.mark.parametrize("suffix,text", [
+    ("jsonl", '{"id": ' + "[" * 50_000 + "]" * 50_000 + "}\n"),
+    ("json", "[" * 100_000 + "]" * 100_000),
+    ("jsonl", json.dumps({"id": "ex0000", "conversations": [{"from": "human", "value": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[
+        ]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}]}) + "\n"),
+])
+def test_a_deeply_nested_submission_is_refused_with_a_message(make_env, suffix, text):
+    env = make_env()
+    env.reset(seed=0)
+    (env.run_dir / "workspace" / f"deep.{suffix}").write_text(text)
+    obs, *_, info = env.step(f"submit deep.{suffix}")
+    assert info["submission"]["status"] == "refused" and "nested deeper" in obs["output"]
+
+
+def test_a_second_harness_on_the_same_run_gets_a_clear_error(make_env, tiny_task):
+    env = make_env()
+    env.reset(seed=0)
+    env.step("echo one")
+    second = CurationEnv(tiny_task, backend="local", workspace_kwargs={"warn": False}, resume_from=env.run_dir)
+    with pytest.raises(CurbenchError, match="in use by another harness"):
+        second.reset()
+    env.step("echo still mine")
+    steps = RunDirectory(env.run_dir).steps()
+    assert [s["step"] for s in steps] == [0, 1, 2]
+
+
+def test_a_torn_journal_tail_is_cut_on_resume_and_said(make_env, tiny_task):
+    env = make_env()
+    env.reset(seed=0)
+    env.step("echo one")
+    run_dir = env.run_dir
+    env.close()
+    with open(run_dir / "steps.jsonl", "a") as fh:
+        fh.write('{"step": 2, "kind": "comm')  # killed mid-write
+    env2 = CurationEnv(tiny_task, backend="local", workspace_kwargs={"warn": False}, resume_from=run_dir)
+    obs, info = env2.reset()
+    assert "torn line" in obs["output"]
+    env2.step("echo two")
+    env2.close()
+    lines = (run_dir / "steps.jsonl").read_text().splitlines()
+    assert all(isinstance(json.loads(line), dict) for line in lines)
+    assert [json.loads(line)["step"] for line in lines] == [0, 1, 1, 2]
+
+
+def test_garbage_in_the_journal_is_skipped_with_a_warning(make_env, tiny_task):
+    env = make_env()
+    env.reset(seed=0)
+    env.step("echo one")
+    run_dir = env.run_dir
+    env.close()
+    with open(run_dir / "steps.jsonl", "a") as fh:
+        fh.write("not json at all\n[1, 2]\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env2 = CurationEnv(tiny_task, backend="local", workspace_kwargs={"warn": False}, resume_from=run_dir)
+        obs, info = env2.reset()
+    assert any("skipped 2 unreadable line(s)" in str(w.message) for w in caught)
+    assert info["steps"] == 1
+    env2.close()
+
+
+class MarkupAgent:
+    """Writes rich markup into every text the harness prints: file names, notes, commands."""
+
+    def reset(self, obs, info):
+        self.plan = iter([GOOD.replace("p.txt", "[b]x[i].txt") + " && submit '[b]x[i].txt' --note '[/x] [red]'",
+                          "printf '[/oops]\\n' > 'bad[x].txt' && submit 'bad[x].txt'", "done"])
+
+    def act(self, obs, info):
+        return next(self.plan)
+
+
+def test_markup_in_agent_text_is_printed_literally(make_env, capsys):
+    from curbench_env.console import make_console
+    from curbench_env.runner import run_episode
+
+    env = make_env()
+    summary = run_episode(env, MarkupAgent(), seed=0, console=make_console())
+    out = capsys.readouterr().out
+    assert summary["iterations"] == 1 and "[/x] [red]" in out and "[/oops]" in out
+
+
+def test_inspect_prints_markup_in_a_run_literally(make_env):
+    from typer.testing import CliRunner
+
+    from curbench_env.cli import app
+    from curbench_env.runner import run_episode
+
+    env = make_env()
+    run_episode(env, MarkupAgent(), seed=0, progress=False, agent="[/evil]")
+    result = CliRunner().invoke(app, ["inspect", str(env.run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "[/evil]" in result.output and "[b]x[i].txt" in result.output
+
+
+def test_the_lock_is_released_when_the_harness_dies(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from tinytask import TinyTask
+        from curbench_env import CurationEnv
+        env = CurationEnv(TinyTask({str(tmp_path / 'task')!r}), backend="local", workspace_kwargs={{"warn": False}},
+                          run_dir={str(tmp_path / 'run')!r})
+        env.reset(seed=0)
+        env.step("echo one")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tinytask import TinyTask
+
+    env = CurationEnv(TinyTask(str(tmp_path / "task")), backend="local", workspace_kwargs={"warn": False},
+                      resume_from=tmp_path / "run")
+    obs, info = env.reset()
+    assert info["steps"] == 1 and os.getpid() == int((tmp_path / "run" / ".lock").read_text())
+    env.close()
