@@ -182,3 +182,22 @@ def test_the_lock_is_released_when_the_harness_dies(tmp_path):
     obs, info = env.reset()
     assert info["steps"] == 1 and os.getpid() == int((tmp_path / "run" / ".lock").read_text())
     env.close()
+
+
+def test_the_harness_source_is_not_readable_in_the_sandbox(make_env):
+    from curbench_env.workspace.base import bwrap_available
+    from curbench_env.workspace.bwrap import harness_paths
+
+    if not bwrap_available():
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
+    import curbench_env
+
+    env = make_env(backend="bwrap")
+    env.reset(seed=0)
+    obs, *_ = env.step("python3 -c 'import curbench_env.envs.minivqa.world' && echo IMPORTED")
+    assert obs["exit_code"] != 0 and "IMPORTED" not in obs["output"]
+    source = Path(curbench_env.__file__).resolve()
+    obs, *_ = env.step(f"cat {source}; ls {' '.join(str(p) for p in harness_paths())} 2>&1 | head -5")
+    assert "class CurationEnv" not in obs["output"] and "env.py" not in obs["output"]
+    obs, *_ = env.step("python3 -c 'import numpy; print(numpy.__name__)'")  # the analysis libraries stay
+    assert obs["output"].strip() == "numpy"

@@ -1,7 +1,7 @@
 """The ``bwrap`` backend: bubblewrap namespaces, no daemon. The default on Linux.
 
 The sandbox sees only a whitelist: /usr and /etc read-only, the Python environment
-read-only, the pool read-only at /pool, the workspace read-write at /workspace, a private
+read-only (without curbench's own source: an empty tmpfs covers it), the pool read-only at /pool, the workspace read-write at /workspace, a private
 /tmp, no network, its own pid namespace. When the harness runs as root, bwrap does the
 mounts and ``setpriv`` then drops to uid 65534 before bash starts, so visible root-owned
 files stay unreadable; the launcher starts with a minimal environment, so nothing of the
@@ -21,25 +21,32 @@ from curbench_env.workspace.base import SANDBOX_BIN, SANDBOX_POOL, SANDBOX_UID, 
 from curbench_env.workspace.shell import PersistentShell, descendants, process_table, stop_then_kill, subtree
 from curbench_env.workspace.shell_backend import ShellWorkspace, rlimit_setter
 
+#: curbench's own packages: never visible in the sandbox, or an agent could read the world
+#: generator and the harness (and rebuild what is hidden) from the installed source.
 _PACKAGES = ("curbench_env", "curbench_env.envs", "curbench_env.wrappers", "curbench_env.agents",
              "curbench_env.scaffolds", "curbench_env.configs")
 
 
 def python_mounts() -> list[Mount]:
-    """Read-only mounts that make this Python (and curbench itself) usable inside the sandbox."""
-    paths: set[Path] = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    """Read-only mounts that make this Python (its interpreter and installed libraries) usable inside."""
+    paths = sorted({Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}, key=lambda x: len(x.parts))
+    keep: list[Path] = []
+    for p in paths:
+        if str(p).startswith(("/usr/", "/etc/")) or p == Path("/usr"):
+            continue
+        if not any(parent == k for k in keep for parent in p.parents):
+            keep.append(p)
+    return [Mount(host=p, target=str(p)) for p in keep]
+
+
+def harness_paths() -> list[Path]:
+    """Where curbench's own source lives on this machine (to be masked wherever a mount exposes it)."""
+    out: set[Path] = set()
     for name in _PACKAGES:
         spec = importlib.util.find_spec(name)
         for loc in (spec.submodule_search_locations or []) if spec else []:
-            paths.add(Path(loc).resolve())
-    keep: list[Path] = []
-    for p in sorted(paths, key=lambda x: len(x.parts)):
-        if str(p).startswith(("/usr/", "/etc/")) or p == Path("/usr"):
-            continue
-        if any(parent == k for k in keep for parent in p.parents):
-            continue
-        keep.append(p)
-    return [Mount(host=p, target=str(p)) for p in keep]
+            out.add(Path(loc).resolve())
+    return sorted(out)
 
 
 class BwrapWorkspace(ShellWorkspace):
@@ -98,6 +105,9 @@ class BwrapWorkspace(ShellWorkspace):
                     made.add(str(parent))
                     argv += ["--perms", "0755", "--dir", str(parent)]
             argv += ["--ro-bind" if m.read_only else "--bind", str(m.host), m.target]
+        for hidden in harness_paths():  # an empty tmpfs over the source wherever a mount shows it
+            if any(hidden == Path(m.target) or Path(m.target) in hidden.parents for m in mounts):
+                argv += ["--tmpfs", str(hidden)]
         # As root, --unshare-all would add a user namespace in which uid 65534 is unmapped.
         argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                  "--die-with-parent", "--new-session", "--hostname", "sandbox",
