@@ -38,6 +38,7 @@ class IterationManifest:
     cached: bool
     timings: dict[str, float]
     policy_files: list[str]
+    snapshot_skipped: dict[str, int]  # workspace files left out of the snapshot, by reason
     commit: str | None
     time: float
     status: str = "scored"
@@ -94,14 +95,15 @@ class Recorder:
         (d / "eval.log").write_text(result.eval_log)
         self.run.write_json(f"iterations/{index:02d}/audit.json", admitted.audit.to_dict())
         self.run.write_json(f"iterations/{index:02d}/scores.json", {"scores": result.scores, "average": result.average})
-        policy = self.run.snapshot_policy(index)
+        files, skipped = self.run.policy_files()
+        policy = self.run.snapshot_policy(index, files)
         commit = self.run.commit(f"iteration {index}: {shown} -> {result.average:.2f}")
         manifest = IterationManifest(
             iteration=index, step=step, file=shown, note=selection.note, n_examples=len(selection),
             content_hash=selection.content_hash, rewrites=len(selection.rewrites), scores=result.scores,
             average=result.average, base_average=state.base_score, delta_vs_base=result.average - state.base_score,
             reward=reward, best_score=state.best_score, cached=result.cached, timings=result.timings,
-            policy_files=policy, commit=commit, time=time.time())
+            policy_files=policy, snapshot_skipped=skipped, commit=commit, time=time.time())
         self.run.write_json(f"iterations/{index:02d}/manifest.json", manifest.to_dict())
         return manifest
 

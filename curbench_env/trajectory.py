@@ -27,6 +27,14 @@ from curbench_env.errors import CurbenchError
 #: Workspace files copied into an iteration's policy snapshot (the agent's scripts and notes).
 POLICY_SUFFIXES = (".py", ".sh", ".md", ".txt", ".json", ".yaml", ".yml", ".toml", ".cfg", ".ipynb")
 POLICY_MAX_BYTES = 256_000
+#: Per iteration, at most this many files and bytes are snapshotted and committed.
+SNAPSHOT_MAX_FILES = 2_000
+SNAPSHOT_MAX_BYTES = 8_000_000
+
+
+def _is_binary(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return b"\0" in fh.read(8192)
 
 
 class RunDirectory:
@@ -150,30 +158,42 @@ class RunDirectory:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def snapshot_policy(self, index: int) -> list[str]:
-        """Copy the agent's scripts and notes (small text files) into iterations/NN/policy/."""
-        dest = self.iteration_dir(index) / "policy"
-        copied = []
+    def policy_files(self, suffixes: tuple[str, ...] | None = POLICY_SUFFIXES) -> tuple[list[Path], dict[str, int]]:
+        """Workspace files to keep with an iteration: small text files outside dot folders (with one
+        of ``suffixes``; None: any), at most :data:`SNAPSHOT_MAX_FILES` of them and
+        :data:`SNAPSHOT_MAX_BYTES` in all. Also returns what was left out, by reason."""
+        kept: list[Path] = []
+        skipped = {"large": 0, "binary": 0, "other_type": 0, "over_budget": 0}
+        total = 0
         for src in sorted(self.workspace.rglob("*")):
             rel = src.relative_to(self.workspace)
-            if rel.parts and rel.parts[0].startswith("."):
+            if any(part.startswith(".") for part in rel.parts) or src.is_symlink() or not src.is_file():
                 continue
-            if (src.is_file() and not src.is_symlink() and src.suffix in POLICY_SUFFIXES
-                    and src.stat().st_size <= POLICY_MAX_BYTES):
-                target = dest / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, target)
-                copied.append(str(rel))
-        return copied
+            size = src.stat().st_size
+            reason = ("other_type" if suffixes is not None and src.suffix not in suffixes else "large" if size > POLICY_MAX_BYTES
+                      else "over_budget" if len(kept) >= SNAPSHOT_MAX_FILES or total + size > SNAPSHOT_MAX_BYTES
+                      else "binary" if _is_binary(src) else None)
+            if reason:
+                skipped[reason] += 1
+                continue
+            kept.append(rel)
+            total += size
+        return kept, {k: v for k, v in skipped.items() if v}
+
+    def snapshot_policy(self, index: int, files: list[Path]) -> list[str]:
+        """Copy ``files`` (from :meth:`policy_files`) into iterations/NN/policy/."""
+        dest = self.iteration_dir(index) / "policy"
+        for rel in files:
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.workspace / rel, target, follow_symlinks=False)
+        return [str(rel) for rel in files]
 
     def commit(self, message: str) -> str | None:
-        """Commit the workspace's small text files to workspace.git; return the commit hash."""
-        files = [str(p.relative_to(self.workspace)) for p in self.workspace.rglob("*")
-                 if p.is_file() and not p.is_symlink() and p.stat().st_size <= POLICY_MAX_BYTES
-                 and not any(part.startswith(".") for part in p.relative_to(self.workspace).parts)]
-        if files:
-            for start in range(0, len(files), 500):
-                self._git("add", "-f", "--", *files[start:start + 500])
+        """Commit the workspace's small text files (bounded as :meth:`policy_files`) to workspace.git."""
+        names = [str(p) for p in self.policy_files(suffixes=None)[0]]
+        for start in range(0, len(names), 500):
+            self._git("add", "-f", "--", *names[start:start + 500])
         ok = self._git("commit", "-q", "--allow-empty", "-m", message)
         if not ok:
             return None

@@ -201,3 +201,18 @@ def test_the_harness_source_is_not_readable_in_the_sandbox(make_env):
     assert "class CurationEnv" not in obs["output"] and "env.py" not in obs["output"]
     obs, *_ = env.step("python3 -c 'import numpy; print(numpy.__name__)'")  # the analysis libraries stay
     assert obs["output"].strip() == "numpy"
+
+
+def test_each_iteration_snapshots_a_bounded_amount_and_reports_the_rest(make_env):
+    from curbench_env.trajectory import SNAPSHOT_MAX_BYTES
+
+    env = make_env()
+    env.reset(seed=0)
+    env.step("mkdir -p junk && for i in $(seq 1 60); do yes a | head -c 200000 > junk/f$i.txt; done"
+             " && head -c 5000 /dev/urandom > blob.py && echo 'x = 1' > sel.py")
+    _, _, _, _, info = env.step(GOOD + " && submit p.txt")
+    manifest = info["submission"]
+    assert manifest["status"] == "scored" and "sel.py" in manifest["policy_files"]
+    assert manifest["snapshot_skipped"]["over_budget"] > 0 and manifest["snapshot_skipped"]["binary"] == 1
+    policy = env.run_dir / "iterations" / "01" / "policy"
+    assert sum(p.stat().st_size for p in policy.rglob("*") if p.is_file()) <= SNAPSHOT_MAX_BYTES
