@@ -185,20 +185,9 @@ def test_run_directory_records_everything(make_env):
 
 
 def test_kill_9_mid_episode_leaves_a_readable_run(tmp_path):
-    script = textwrap.dedent(f"""
-        import os, signal, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from tinytask import TinyTask
-        from curbench_env import CurationEnv
-        env = CurationEnv(TinyTask({str(tmp_path / 'task')!r}), backend="local", workspace_kwargs={{"warn": False}},
-                          run_dir={str(tmp_path / 'run')!r})
-        env.reset(seed=0)
-        env.step("echo one")
-        env.step("echo two")
-        os.kill(os.getpid(), signal.SIGKILL)
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL
+    from tinytask import run_then_kill
+
+    run_then_kill(tmp_path / "task", tmp_path / "run", ["echo one", "echo two"])
     steps = RunDirectory(tmp_path / "run").steps()
     assert [s.get("action") for s in steps[1:]] == ["echo one", "echo two"]
 

@@ -109,3 +109,26 @@ class TinyTask(CurationTask):
         for i in selection.ids:
             rec = {**self._records[i], **selection.rewrites.get(i, {})}
             yield i, None, conversation_texts(rec)
+
+
+def run_then_kill(task_root: Path, run_dir: Path, actions: list[str]) -> None:
+    """In a child process: start a TinyTask episode in ``run_dir``, take ``actions``, then SIGKILL itself."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from tinytask import TinyTask
+        from curbench_env import CurationEnv
+        env = CurationEnv(TinyTask({str(task_root)!r}), backend="local", workspace_kwargs={{"warn": False}},
+                          run_dir={str(run_dir)!r})
+        env.reset(seed=0)
+        for action in {actions!r}:
+            env.step(action)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
