@@ -105,9 +105,8 @@ class BwrapWorkspace(ShellWorkspace):
                     made.add(str(parent))
                     argv += ["--perms", "0755", "--dir", str(parent)]
             argv += ["--ro-bind" if m.read_only else "--bind", str(m.host), m.target]
-        for hidden in harness_paths():  # an empty tmpfs over the source wherever a mount shows it
-            if any(hidden == Path(m.target) or Path(m.target) in hidden.parents for m in mounts):
-                argv += ["--tmpfs", str(hidden)]
+        for hidden in harness_paths():  # an empty tmpfs over the source, whichever mount (/usr too) shows it
+            argv += ["--tmpfs", str(hidden)]
         # As root, --unshare-all would add a user namespace in which uid 65534 is unmapped.
         argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                  "--die-with-parent", "--new-session", "--hostname", "sandbox",
