@@ -35,6 +35,8 @@ class EpisodeConfig:
     observation_chars: int = 16_000
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     docker_image: str = "python:3.11-slim"
+    #: A submission the leakage audit refuses spends its iteration (no score, reward 0); False: free retry.
+    contamination_spends_iteration: bool = True
 
     def __post_init__(self) -> None:
         if self.reward_mode not in ("best", "previous", "base"):

@@ -16,7 +16,7 @@ import gymnasium as gym
 from curbench_env import observation as view
 from curbench_env.config import EpisodeConfig, RunConfig, SandboxLimits
 from curbench_env.episode import EpisodeState, episode_end
-from curbench_env.errors import SubmissionError
+from curbench_env.errors import LeakageError, SubmissionError
 from curbench_env.gate import SubmissionCheck, SubmissionGate, take_submission
 from curbench_env.pipeline import EvalResult
 from curbench_env.recorder import Recorder
@@ -51,7 +51,7 @@ class CurationEnv(gym.Env):
     (``Box(0, 100)``: benchmark averages; the base model's before any submission).
 
     ## Rewards
-    0 for plain commands and refused submissions. For a scored submission, by ``reward_mode``:
+    0 for plain commands and refused or contaminated submissions. For a scored submission, by ``reward_mode``:
     ``best`` (default) ``max(0, score - best so far)``, so the return is best - base;
     ``previous`` ``score - previous score``; ``base`` ``score - base score``.
 
@@ -68,14 +68,14 @@ class CurationEnv(gym.Env):
     ``task`` (family name, ``"module:Class"`` or a ``CurationTask``), ``task_kwargs``,
     ``iteration_budget`` (10), ``max_steps`` (300), ``max_wall_clock_s`` (None), ``reward_mode``
     (``"best"``), ``backend`` (``"auto"``: bwrap where installed, else local; or ``"docker"``),
-    ``limits`` (:class:`SandboxLimits`), ``observation_chars`` (16000), ``docker_image``;
+    ``limits`` (:class:`SandboxLimits`), ``observation_chars`` (16000), ``docker_image``,
+    ``contamination_spends_iteration`` (True: a submission the leakage audit refuses costs its iteration);
     ``run_dir`` (the first episode's run directory), ``run_root`` ($CURBENCH_RUNS or ./runs);
     ``resume_from``: continue a recorded episode with every setting it was recorded with (the
     episode arguments here are ignored, except an explicit ``backend``); ``render_mode`` ("ansi").
 
     ## Info
-    Iteration, budget left, scores, rules, submit usage, the ``submission`` record (audit, timings,
-    commit). Heavy scaffolds add rules with :meth:`add_submission_check`.
+    Iteration, budget, scores, rules, submit usage, the ``submission`` record. Scaffold rules: :meth:`add_submission_check`.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -87,7 +87,7 @@ class CurationEnv(gym.Env):
                  observation_chars: int = EpisodeConfig.observation_chars, docker_image: str = EpisodeConfig.docker_image,
                  run_dir: str | Path | None = None, run_root: str | Path | None = None,
                  resume_from: str | Path | None = None, render_mode: str | None = None, env_id: str | None = None,
-                 workspace_kwargs: dict[str, Any] | None = None) -> None:
+                 workspace_kwargs: dict[str, Any] | None = None, contamination_spends_iteration: bool = True) -> None:
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be 'ansi' or None, not {render_mode!r}")
         self._resume_from = Path(resume_from) if resume_from else None
@@ -101,7 +101,8 @@ class CurationEnv(gym.Env):
             self.config = EpisodeConfig(
                 iteration_budget=iteration_budget, max_steps=max_steps, max_wall_clock_s=max_wall_clock_s,
                 reward_mode=reward_mode, backend=resolve_backend(backend),  # type: ignore[arg-type]
-                observation_chars=observation_chars, limits=limits or SandboxLimits(), docker_image=docker_image)
+                observation_chars=observation_chars, limits=limits or SandboxLimits(), docker_image=docker_image,
+                contamination_spends_iteration=contamination_spends_iteration)
         self.task_kwargs = dict(task_kwargs or {})
         self.task = load_task(task, **self.task_kwargs)
         self.task_ref = task if isinstance(task, str) else f"{type(task).__module__}:{type(task).__qualname__}"
@@ -153,7 +154,7 @@ class CurationEnv(gym.Env):
         self._first_run_dir = None
         self.recorder.start(config, self.task.workspace_files())
         self._start_workspace()
-        output = view.welcome(self.env_id, self.task, self.config.iteration_budget, base.average, SUBMIT_USAGE)
+        output = view.welcome(self.env_id, self.task, self.config, base.average, SUBMIT_USAGE)
         self.recorder.step({"step": 0, "kind": "reset", "seed": seed, "output": output, "base_scores": base.scores,
                             "base_average": base.average, "elapsed_s": 0.0})
         return self._observe(output, 0), self._info(last_scores=base.scores)
@@ -222,8 +223,10 @@ class CurationEnv(gym.Env):
             admitted = self.gate.admit(request, self.workspace)
             result = self.scorer.score(admitted.selection, self.seed_value,
                                        self.recorder.root / "work" / f"step-{self.steps:04d}")
-        except (SubmissionError, ScoringCrash) as exc:  # refused or crashed: no iteration spent
-            text, record = view.feedback_not_scored(request.path, exc, self.recorder.root)
+        except (SubmissionError, ScoringCrash) as exc:  # nothing trained; only contamination may cost
+            spent = isinstance(exc, LeakageError) and self.config.contamination_spends_iteration
+            self.state = self.state.spent() if spent else self.state
+            text, record = view.feedback_not_scored(request.path, exc, self.recorder.root, spent, self.state)
             return "\n".join([text, *refusals]), 0.0, record
         previous_best = self.state.best_score
         self.state, reward = self.state.scored(result.average)
@@ -237,7 +240,7 @@ class CurationEnv(gym.Env):
         self.seed_value, self.steps = point.config.seed, point.steps
         self._clock = time.monotonic() - point.elapsed_s
         self.base = base = self.scorer.base(self.seed_value)
-        self.state = EpisodeState.replay(base.average, self.config.reward_mode, [m["average"] for m in point.manifests])
+        self.state = EpisodeState.replay(base.average, self.config.reward_mode, point.outcomes)
         self.history = list(point.manifests)
         self._start_workspace()
         output = view.resumed(root.name, self.steps, self.state, self.config.iteration_budget, point.repaired)

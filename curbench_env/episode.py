@@ -26,12 +26,17 @@ class EpisodeState:
         return cls(base_score=base_score, reward_mode=reward_mode, best_score=base_score, last_score=base_score)
 
     @classmethod
-    def replay(cls, base_score: float, reward_mode: RewardMode, scores: Iterable[float]) -> EpisodeState:
-        """The state after the recorded scores, in order (what resume rebuilds)."""
+    def replay(cls, base_score: float, reward_mode: RewardMode, outcomes: Iterable[float | None]) -> EpisodeState:
+        """The state after the recorded iterations, in order: a score, or None for an iteration spent
+        without one (a contaminated submission). What resume rebuilds."""
         state = cls.start(base_score, reward_mode)
-        for score in scores:
-            state, _ = state.scored(score)
+        for score in outcomes:
+            state = state.spent() if score is None else state.scored(score)[0]
         return state
+
+    def spent(self) -> EpisodeState:
+        """The state after an iteration spent without a score (reward 0)."""
+        return dataclasses.replace(self, iteration=self.iteration + 1)
 
     def reward(self, score: float) -> float:
         """The reward of a submission scoring ``score`` now, by ``reward_mode``."""

@@ -29,7 +29,7 @@ class LeakageError(SubmissionError):
     """A submission contains evaluation data (contamination control)."""
 
     def __init__(self, message: str, *, leaked_ids: list[str]) -> None:
-        super().__init__(message, problems=[f"leaked id {i}" for i in leaked_ids])
+        super().__init__(message)  # the ids stay with the harness: naming them would be an oracle
         self.leaked_ids = leaked_ids
 
 

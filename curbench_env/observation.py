@@ -71,14 +71,17 @@ def episode_info(state: EpisodeState, config: EpisodeConfig, task: CurationTask,
     return info
 
 
-def welcome(env_id: str, task: CurationTask, budget: int, base_average: float, submit_usage: str) -> str:
+def welcome(env_id: str, task: CurationTask, config: EpisodeConfig, base_average: float, submit_usage: str) -> str:
     """The first observation: how the session works, then the task README."""
+    budget = config.iteration_budget
+    costs = (" (a contaminated one, with evaluation data in it, spends its iteration)"
+             if config.contamination_spends_iteration else "")
     return (
         f"# {env_id}: data-curation session\n"
         "Your workspace is the current directory ($WORKSPACE, your files persist); "
         "the candidate pool is read-only at $POOL.\n"
         f"Submit with `{submit_usage}` ({task.rules.describe()}). "
-        f"You have {budget} scored submissions; refused submissions cost none. Run `done` to finish.\n"
+        f"You have {budget} iterations; refused submissions cost none{costs}. Run `done` to finish.\n"
         f"Base model (no fine-tuning): average {base_average:.2f}\n\n" + task.readme()
     )
 
@@ -100,9 +103,14 @@ def feedback_scored(manifest: dict[str, Any], admitted: Admitted, result: EvalRe
     return "\n".join(lines)
 
 
-def feedback_not_scored(shown: str, exc: SubmissionError | ScoringCrash, run_root: Path) -> tuple[str, dict[str, Any]]:
-    """The text and the step record of a submission that was refused or whose training crashed
-    (no iteration spent either way)."""
+def feedback_not_scored(shown: str, exc: SubmissionError | ScoringCrash, run_root: Path, spent: bool,
+                        state: EpisodeState) -> tuple[str, dict[str, Any]]:
+    """The text and the step record of a submission that was refused or whose training crashed;
+    ``spent``: a contaminated submission that cost its iteration."""
+    if spent:
+        return (f"== submission {shown} refused: contaminated; the iteration is spent "
+                f"(iteration {state.iteration}, no score, reward 0) ==\n{exc}",
+                {"status": "contaminated", "file": shown, "error": str(exc), "iteration": state.iteration})
     if isinstance(exc, ScoringCrash):
         return (f"== submission {shown}: training/evaluation crashed: {exc}\nThe iteration is not spent. "
                 f"Log: {exc.log.relative_to(run_root)} in the run directory. ==",

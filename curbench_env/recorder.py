@@ -56,6 +56,13 @@ class ResumePoint:
     steps: int
     elapsed_s: float
     repaired: str | None = None
+    spent: frozenset[int] = frozenset()  # iterations spent without a score (contaminated submissions)
+
+    @property
+    def outcomes(self) -> list[float | None]:
+        """Each iteration's score in order, None where it was spent without one."""
+        scored = {int(m["iteration"]): float(m["average"]) for m in self.manifests}
+        return [scored.get(k) for k in range(1, max([*scored, *self.spent], default=0) + 1)]
 
 
 class Recorder:
@@ -143,6 +150,8 @@ class Recorder:
             raise
         manifests = [m for m in run.iterations() if m.get("status", "scored") == "scored"]
         elapsed = max((float(s.get("elapsed_s", 0.0)) for s in steps), default=0.0)
+        spent = frozenset(int(s["submission"]["iteration"]) for s in steps
+                          if (s.get("submission") or {}).get("status") == "contaminated")
         point = ResumePoint(config=RunConfig.from_dict(run.config), manifests=manifests, steps=n_steps,
-                            elapsed_s=elapsed, repaired=repaired)
+                            elapsed_s=elapsed, repaired=repaired, spent=spent)
         return cls(run), point

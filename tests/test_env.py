@@ -84,11 +84,35 @@ def test_refused_submission_spends_no_iteration(make_env):
     assert "unknown id 'ghost'" in obs["output"] and "no iteration spent" in obs["output"]
 
 
-def test_leaking_submission_is_refused_with_the_id(make_env):
+def test_a_contaminated_submission_spends_its_iteration_and_names_no_id(make_env):
     env = make_env()
     env.reset(seed=0)
+    obs, reward, _, _, info = env.step("echo leak01 > l.txt; echo ex0002 >> l.txt; submit l.txt")
+    assert info["submission"]["status"] == "contaminated" and reward == 0
+    assert info["iteration"] == 1 and info["budget_left"] == 2 and info["best_score"] == 15.0
+    assert "1 of 2" in obs["output"] and "leak01" not in obs["output"] and "leak01" not in json.dumps(info)
+
+
+def test_a_contaminated_submission_is_a_free_refusal_when_configured(make_env):
+    env = make_env(contamination_spends_iteration=False)
+    env.reset(seed=0)
     obs, _, _, _, info = env.step("echo leak01 > l.txt; submit l.txt")
-    assert info["submission"]["status"] == "refused" and "leak01" in obs["output"]
+    assert info["submission"]["status"] == "refused" and info["iteration"] == 0 and "leak01" not in obs["output"]
+
+
+def test_resume_counts_an_iteration_spent_on_contamination(make_env, tiny_task):
+    env = make_env(iteration_budget=3)
+    env.reset(seed=0)
+    env.step("echo leak01 > l.txt; submit l.txt")
+    env.step(pick(6) + " && submit picks.txt")
+    run_dir = env.run_dir
+    env.close()
+    env2 = CurationEnv(tiny_task, backend="local", workspace_kwargs={"warn": False}, resume_from=run_dir)
+    _, info = env2.reset()
+    assert info["iteration"] == 2 and info["budget_left"] == 1
+    _, _, _, _, info = env2.step(pick(7, "q.txt") + " && submit q.txt")
+    assert info["submission"]["iteration"] == 3
+    env2.close()
 
 
 def test_crashed_training_keeps_the_episode(make_env):

@@ -175,13 +175,14 @@ def test_tiny_episode_trains_through_deepspeed_and_scores_with_lmms_eval(tiny_se
     assert "41 True" in obs["output"]
 
     obs, reward, terminated, truncated, info = env.step('printf "leaked\\n%s\\n" ' + s["ids"][0] + " > a.txt && submit a.txt")
-    assert info["submission"]["status"] == "refused" and "evaluation" in obs["output"] and env.state.iteration == 0
+    assert info["submission"]["status"] == "contaminated" and "evaluation" in obs["output"]
+    assert env.state.iteration == 1 and "leaked" not in obs["output"].replace("printf", "")
 
     picks = "\n".join(i for i in s["ids"][:16] if i != "leaked")
     obs, reward, terminated, truncated, info = env.step(f"printf '{picks}\\n' > p.txt && submit p.txt --note tiny")
     assert info["submission"]["status"] == "scored", obs["output"]
     assert set(info["scores"]) == {"pope", "mme"} and all(0 <= v <= 100 for v in info["scores"].values())
-    it = tmp_path / "run" / "iterations" / "01"
+    it = tmp_path / "run" / "iterations" / "02"
     train_log = next(it.rglob("train.log")).read_text() if list(it.rglob("train.log")) else ""
     assert "deepspeed.launcher.runner" in train_log and "trained 2 steps on 16 examples" in train_log
     env.close()

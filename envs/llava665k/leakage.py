@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curbench_env.audit import LeakageIndex, image_hash
+from curbench_env.audit import LeakageIndex, PictureKey
 from curbench_env.errors import TaskUnavailable
 
 #: Questions shorter than this are not indexed: "What color is the bus?" is in VQAv2's train
@@ -19,9 +19,10 @@ from curbench_env.errors import TaskUnavailable
 MIN_TEXT_WORDS = 12
 
 
-def pixel_hash(image) -> str:
-    """Hash of a picture's decoded RGB pixels (same for a JPEG and a PNG of the same pixels)."""
-    return image_hash(np.asarray(image.convert("RGB")))
+def picture_key(image) -> PictureKey:
+    """Content hash of a picture's decoded RGB pixels (the same for a JPEG and a PNG of the same pixels)
+    and its perceptual hash (the same after a changed pixel, a re-encode or a resize)."""
+    return PictureKey.of(np.asarray(image.convert("RGB")))
 
 
 def build_index(suite_path: Path, out: Path, log: Callable[[str], None] = print) -> LeakageIndex:
@@ -44,7 +45,7 @@ def build_index(suite_path: Path, out: Path, log: Callable[[str], None] = print)
         for doc in docs:
             for image in task.doc_to_visual(doc) or []:
                 if hasattr(image, "convert"):
-                    index.add_image(pixel_hash(image))
+                    index.add_image(picture_key(image))
             question = doc.get("question") if isinstance(doc, dict) else None
             if isinstance(question, str) and len(question.split()) >= MIN_TEXT_WORDS:
                 index.add_text(question)

@@ -211,14 +211,14 @@ class Llava10kTask(CurationTask):
                              pool_stamp=f"{origin.resolve()}:{stat.st_size}:{int(stat.st_mtime)}")
 
     def audit_items(self, selection: Selection):
-        from curbench_env.envs.llava665k.leakage import pixel_hash
+        from curbench_env.envs.llava665k.leakage import picture_key
 
         for i in selection.ids:
             rec = self.llava_pool.record(i)
             conv = selection.rewrites.get(i, {}).get("conversations", rec["conversations"])
             image = self.llava_pool.load_image(i) if rec.get("image") else None
             texts = [t["value"].replace("<image>", " ") for t in conv[0::2]]
-            yield i, pixel_hash(image) if image is not None else None, texts
+            yield i, picture_key(image) if image is not None else None, texts
 
     def readme(self) -> str:
         from curbench_env.envs.llava665k.evaluate import Suite
