@@ -13,7 +13,9 @@ BackendName = Literal["auto", "bwrap", "docker", "local"]
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Per-command limits applied inside the workspace."""
+    """Limits of the workspace: per command (time, output), per process (file size, open files) and,
+    where the machine has cgroups, for the whole sandbox at once (memory, processes); the disk use of
+    the workspace is a quota checked while commands run."""
 
     command_timeout_s: float = 120.0
     output_cap_bytes: int = 256_000
@@ -21,6 +23,7 @@ class SandboxLimits:
     memory_bytes: int = 8 << 30
     file_size_bytes: int = 1 << 30
     open_files: int = 1024
+    workspace_bytes: int = 4 << 30
 
 
 @dataclass(frozen=True)

@@ -176,3 +176,59 @@ def test_each_iteration_snapshots_a_bounded_amount_and_reports_the_rest(make_env
     assert manifest["snapshot_skipped"]["over_budget"] > 0 and manifest["snapshot_skipped"]["binary"] == 1
     policy = env.run_dir / "iterations" / "01" / "policy"
     assert sum(p.stat().st_size for p in policy.rglob("*") if p.is_file()) <= SNAPSHOT_MAX_BYTES
+
+
+def _bwrap_env(make_env, **limits):
+    from curbench_env.workspace.base import bwrap_available
+
+    if not bwrap_available():
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
+    env = make_env(backend="bwrap", limits=limits)
+    env.reset(seed=0)
+    return env
+
+
+def _cgroup_env(make_env, **limits):
+    env = _bwrap_env(make_env, **limits)
+    if env.unwrapped.workspace.cgroup is None:
+        pytest.skip("no writable cgroup hierarchy on this machine (the limits stay per process)")
+    return env
+
+
+FORK = ("python3 -c \"import os, time\nn = 0\nfor _ in range(200):\n    try:\n        pid = os.fork()\n"
+        "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(3)\n        os._exit(0)\n    n += 1\n"
+        "print('forked', n)\"")
+
+
+def test_processes_are_counted_for_the_whole_sandbox(make_env):
+    env = _cgroup_env(make_env, max_processes=40)
+    obs, *_ = env.step(FORK)
+    forked = int(obs["output"].split("forked")[1].split()[0])
+    assert forked < 40
+
+
+def test_memory_is_counted_for_the_whole_sandbox(make_env):
+    env = _cgroup_env(make_env, memory_bytes=600 << 20)
+    hold = "python3 -c 'import time; b = bytearray(400 << 20); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(1); print(\"held\")'"
+    obs, *_ = env.step(f"for i in 1 2; do {hold} & done; wait; echo finished")
+    held = [line for line in obs["output"].splitlines() if line.strip() == "held"]
+    assert len(held) <= 1 and "finished" in obs["output"]  # each alone fits, both together do not
+
+
+def test_filling_the_disk_is_stopped_at_the_workspace_quota(make_env):
+    env = _bwrap_env(make_env, workspace_bytes=30 << 20)
+    obs, *_ = env.step("for i in $(seq 100); do head -c 5000000 /dev/zero > f$i; sleep 0.05; done")
+    assert "disk quota" in obs["output"]
+    from curbench_env.workspace.totals import workspace_bytes
+
+    assert workspace_bytes(env.run_dir / "workspace", 1 << 40) < 300 << 20  # stopped well before 500 MB
+    obs, *_ = env.step("rm -f f* && echo cleaned")
+    assert "cleaned" in obs["output"] and "quota" not in obs["output"]
+
+
+def test_no_user_namespace_can_be_made_inside_the_sandbox(make_env):
+    env = _bwrap_env(make_env)
+    obs, *_ = env.step("unshare -Ur id -u; echo rc=$?")
+    assert "rc=0" not in obs["output"] and "Operation not permitted" in obs["output"]
+    obs, *_ = env.step("python3 -c 'import subprocess; print(subprocess.run([\"true\"]).returncode)'")
+    assert obs["output"].strip() == "0"  # ordinary process creation still works

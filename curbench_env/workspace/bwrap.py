@@ -18,6 +18,7 @@ from pathlib import Path
 
 from curbench_env.errors import WorkspaceError
 from curbench_env.workspace.base import SANDBOX_BIN, SANDBOX_POOL, SANDBOX_UID, SANDBOX_WORKSPACE, Mount
+from curbench_env.workspace.seccomp import filter_fd
 from curbench_env.workspace.shell import PersistentShell, descendants, process_table, stop_then_kill, subtree
 from curbench_env.workspace.shell_backend import ShellWorkspace, rlimit_setter
 
@@ -62,6 +63,7 @@ class BwrapWorkspace(ShellWorkspace):
                 "or backend='local' for trusted agents)"
             )
         self._as_root = os.geteuid() == 0
+        self._seccomp_fd = filter_fd()  # no user namespaces inside (see workspace/seccomp.py)
         self._shell_pid: int | None = None
         self._init_pid: int = 0
         if self._as_root:
@@ -113,6 +115,8 @@ class BwrapWorkspace(ShellWorkspace):
                  "--chdir", SANDBOX_WORKSPACE, "--clearenv"]
         for k, v in self.environment().items():
             argv += ["--setenv", k, v]
+        if self._seccomp_fd is not None:
+            argv += ["--seccomp", str(self._seccomp_fd)]
         if self._as_root:
             argv += ["--", "setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups",
                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
@@ -122,12 +126,15 @@ class BwrapWorkspace(ShellWorkspace):
 
     def _make_shell(self) -> PersistentShell:
         self._shell_pid = None
+        if self._seccomp_fd is not None:
+            os.lseek(self._seccomp_fd, 0, os.SEEK_SET)  # each bwrap reads the filter from the start
         return PersistentShell(
             self._argv(),
             # The launcher's own environment is readable through /proc/1/environ inside: keep it bare.
             env={"PATH": "/usr/bin:/bin"},
             kill_command=self._kill_command,
-            preexec_fn=rlimit_setter(self.spec.limits, with_nproc=not self._as_root),
+            preexec_fn=rlimit_setter(self.spec.limits, with_nproc=not self._as_root, cgroup=self.cgroup),
+            pass_fds=(self._seccomp_fd,) if self._seccomp_fd is not None else (),
         )
 
     def _locate(self, shell: PersistentShell) -> tuple[int, int] | None:
@@ -161,3 +168,9 @@ class BwrapWorkspace(ShellWorkspace):
         if where is None:
             return 0
         return sum(1 for p in subtree(where[0]) if p != where[1])
+
+    def close(self) -> None:
+        super().close()
+        if self._seccomp_fd is not None:
+            os.close(self._seccomp_fd)
+            self._seccomp_fd = None

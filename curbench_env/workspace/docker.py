@@ -17,6 +17,7 @@ from typing import Any
 from curbench_env.errors import WorkspaceError
 from curbench_env.workspace.base import SANDBOX_BIN, SANDBOX_POOL, SANDBOX_WORKSPACE, CommandResult, Workspace
 from curbench_env.workspace.shell import PersistentShell
+from curbench_env.workspace.totals import note_quota, quota_watch
 
 
 class _SocketProcess:
@@ -146,7 +147,9 @@ class DockerWorkspace(Workspace):
             self.start()
         assert self.shell is not None
         timeout = timeout_s if timeout_s is not None else self.spec.limits.command_timeout_s
-        result = self.shell.run(command, timeout_s=timeout, cap_bytes=self.spec.limits.output_cap_bytes)
+        watch = quota_watch(self.spec.host_dir, self.spec.limits.workspace_bytes)
+        result = self.shell.run(command, timeout_s=timeout, cap_bytes=self.spec.limits.output_cap_bytes,
+                                watch=watch)
         if result.shell_restarted:
             cwd = self.shell.last_cwd
             # Like the other backends: nothing the dead or hung shell started outlives it.
@@ -156,7 +159,7 @@ class DockerWorkspace(Workspace):
             if cwd:
                 self.shell.run(f"cd '{cwd}'", timeout_s=10, cap_bytes=4096)
             result.output += "\n[the shell exited or hung; a new shell was started (exported variables were reset)]"
-        return result
+        return note_quota(result, watch)
 
     def close(self) -> None:
         if self.container is not None:

@@ -57,6 +57,6 @@ class LocalWorkspace(ShellWorkspace):
             ["bash", "--noprofile", "--norc"],
             env=self.environment(),
             kill_command=kill_command,
-            preexec_fn=rlimit_setter(self.spec.limits, with_nproc=os.geteuid() != 0),
+            preexec_fn=rlimit_setter(self.spec.limits, with_nproc=os.geteuid() != 0, cgroup=self.cgroup),
             cwd=self.root,
         )

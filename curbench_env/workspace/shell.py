@@ -23,6 +23,8 @@ from curbench_env.workspace.base import CommandResult
 _FLOOD_FACTOR = 8
 #: How long to wait for the shell to come back after its command was killed.
 _GRACE_S = 3.0
+_STOP_GRACE_S = 0.3
+_WATCH_S = 0.5  # how often a running command's watch (e.g. the disk quota) is checked
 
 
 class PersistentShell:
@@ -41,6 +43,7 @@ class PersistentShell:
         preexec_fn: Callable[[], None] | None = None,
         cwd: str | None = None,
         user: int | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.argv = list(argv)
         self.env = env
@@ -48,6 +51,7 @@ class PersistentShell:
         self.preexec_fn = preexec_fn
         self.cwd = cwd
         self.user = user
+        self.pass_fds = tuple(pass_fds)
         self.proc: subprocess.Popen[bytes] | None = None
         self.token = uuid.uuid4().hex
         self.last_cwd: str | None = None
@@ -66,6 +70,7 @@ class PersistentShell:
                 cwd=self.cwd,
                 preexec_fn=self.preexec_fn,
                 close_fds=True,
+                pass_fds=self.pass_fds,
                 user=self.user,
                 group=self.user,
                 extra_groups=[] if self.user is not None else None,
@@ -122,8 +127,13 @@ class PersistentShell:
             f"printf '\\036__CB_END_{self.token}__:%s:%s\\n' \"$?\" \"$PWD\"\n"
         ).encode("utf-8", errors="replace")
 
-    def run(self, command: str, *, timeout_s: float, cap_bytes: int) -> CommandResult:
-        """Run ``command``; return its output (capped), exit code and what went wrong."""
+    def run(self, command: str, *, timeout_s: float, cap_bytes: int,
+            watch: Callable[[], str | None] | None = None) -> CommandResult:
+        """Run ``command``; return its output (capped), exit code and what went wrong.
+
+        ``watch`` is called about every half second while the command runs; a reason it returns
+        (e.g. a disk quota passed) kills the command like a timeout does.
+        """
         if not self.alive():
             raise WorkspaceError("the workspace shell is not running")
         assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
@@ -139,6 +149,8 @@ class PersistentShell:
         window = bytearray()  # recent bytes, to find the marker across read boundaries
         total = 0
         timed_out = flooded = False
+        stopped: str | None = None
+        next_watch = start + _WATCH_S
         deadline = start + timeout_s
         kill_deadline: float | None = None
         result_line: bytes | None = None
@@ -148,11 +160,15 @@ class PersistentShell:
         try:
             while True:
                 now = time.monotonic()
-                if kill_deadline is None and (now >= deadline or total > cap_bytes * _FLOOD_FACTOR):
-                    timed_out = now >= deadline
-                    flooded = not timed_out
+                if watch is not None and kill_deadline is None and now >= next_watch:
+                    stopped, next_watch = watch(), now + _WATCH_S
+                if kill_deadline is None and (stopped or now >= deadline or total > cap_bytes * _FLOOD_FACTOR):
+                    timed_out = not stopped and now >= deadline
+                    flooded = not stopped and not timed_out
                     self.kill_command(self)
-                    kill_deadline = time.monotonic() + _GRACE_S
+                    # A watch stops a command that does harm while it runs (filling the disk): the
+                    # shell gets little time to finish its builtin loop before it is replaced.
+                    kill_deadline = time.monotonic() + (_STOP_GRACE_S if stopped else _GRACE_S)
                 if kill_deadline is not None and time.monotonic() >= kill_deadline:
                     break  # the shell itself is stuck (a builtin loop, exec >/dev/null ...)
                 limit = kill_deadline if kill_deadline is not None else deadline
@@ -204,6 +220,9 @@ class PersistentShell:
         if timed_out:
             notes.append(f"timed out after {timeout_s:g}s")
             text += f"\n[command timed out after {timeout_s:g}s and was killed]"
+        if stopped:
+            notes.append(stopped)
+            text += f"\n[command killed: {stopped}]"
         if result_line is None:
             rc = self.proc.poll() if self.proc else None
             return CommandResult(
@@ -218,7 +237,7 @@ class PersistentShell:
             rc = -1
         if cwd:
             self.last_cwd = cwd
-        if timed_out or flooded:
+        if timed_out or flooded or stopped:
             rc = 124 if timed_out else 137
         return CommandResult(output=text, exit_code=rc, duration_s=duration, timed_out=timed_out,
                              truncated=truncated, notes=notes)

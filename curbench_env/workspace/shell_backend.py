@@ -10,10 +10,13 @@ from collections.abc import Callable
 from curbench_env.config import SandboxLimits
 from curbench_env.workspace.base import CommandResult, Workspace
 from curbench_env.workspace.shell import PersistentShell
+from curbench_env.workspace.totals import SandboxCgroup, note_quota, quota_watch, sandbox_cgroup
 
 
-def rlimit_setter(limits: SandboxLimits, *, with_nproc: bool) -> Callable[[], None]:
-    """A ``preexec_fn`` that lowers the resource limits of the shell and all it starts."""
+def rlimit_setter(limits: SandboxLimits, *, with_nproc: bool,
+                  cgroup: SandboxCgroup | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` that lowers the resource limits of the shell and all it starts, and moves
+    it into the sandbox's cgroup (totals for everything it starts) where there is one."""
     wanted = [
         (resource.RLIMIT_AS, limits.memory_bytes),
         (resource.RLIMIT_FSIZE, limits.file_size_bytes),
@@ -24,6 +27,8 @@ def rlimit_setter(limits: SandboxLimits, *, with_nproc: bool) -> Callable[[], No
         wanted.append((resource.RLIMIT_NPROC, limits.max_processes))
 
     def apply() -> None:
+        if cgroup is not None:
+            cgroup.join()
         for which, value in wanted:
             soft, hard = resource.getrlimit(which)
             cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -36,6 +41,7 @@ class ShellWorkspace(Workspace):
     """A workspace whose commands go through one persistent shell; restarts it if it dies."""
 
     shell: PersistentShell | None = None
+    cgroup: SandboxCgroup | None = None
 
     @abc.abstractmethod
     def _make_shell(self) -> PersistentShell:
@@ -44,6 +50,8 @@ class ShellWorkspace(Workspace):
     def start(self) -> None:
         if self.shell is not None and self.shell.alive():
             return
+        if self.cgroup is None:
+            self.cgroup = sandbox_cgroup(self.spec.limits.memory_bytes, self.spec.limits.max_processes)
         self.shell = self._make_shell()
         self.shell.start()
 
@@ -54,7 +62,9 @@ class ShellWorkspace(Workspace):
         if not self.shell.alive():
             self._restart()
         timeout = timeout_s if timeout_s is not None else self.spec.limits.command_timeout_s
-        result = self.shell.run(command, timeout_s=timeout, cap_bytes=self.spec.limits.output_cap_bytes)
+        watch = quota_watch(self.spec.host_dir, self.spec.limits.workspace_bytes)
+        result = self.shell.run(command, timeout_s=timeout, cap_bytes=self.spec.limits.output_cap_bytes,
+                                watch=watch)
         if not result.shell_restarted and self.shell.alive():
             stray = self.leftover_processes()
             if stray:
@@ -74,7 +84,7 @@ class ShellWorkspace(Workspace):
                 "\n[the shell exited or hung; a new shell was started in "
                 f"{self.shell.last_cwd or self.root} (exported variables were reset)]"
             )
-        return result
+        return note_quota(result, watch)
 
     def leftover_processes(self) -> int:
         """How many processes the last command left running besides the shell."""
@@ -94,3 +104,6 @@ class ShellWorkspace(Workspace):
         if self.shell is not None:
             self.shell.close()
             self.shell = None
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
