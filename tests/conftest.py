@@ -16,6 +16,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("WANDB_MODE", "disabled")
 sys.path.insert(0, str(Path(__file__).parent))
 
+from docker_daemon import docker_daemon  # noqa: E402,F401  (a session fixture: a private dockerd)
+
 import curbench_env  # noqa: E402,F401  (its import hook makes torchvision importable on a CPU torch)
 
 

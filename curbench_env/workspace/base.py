@@ -136,6 +136,17 @@ class Workspace(abc.ABC):
         self.close()
 
 
+def hand_over(path: Path, uid: int = SANDBOX_UID) -> None:
+    """Make a workspace writable by the unprivileged uid commands run as (links are not followed)."""
+    for dirpath, _dirs, filenames in os.walk(path):
+        os.chown(dirpath, uid, uid)
+        for f in filenames:
+            try:
+                os.chown(os.path.join(dirpath, f), uid, uid, follow_symlinks=False)
+            except OSError:
+                pass
+
+
 def bwrap_available() -> bool:
     """True where bubblewrap is installed and can create a sandbox."""
     return shutil.which("bwrap") is not None

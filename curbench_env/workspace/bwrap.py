@@ -17,7 +17,14 @@ import sys
 from pathlib import Path
 
 from curbench_env.errors import WorkspaceError
-from curbench_env.workspace.base import SANDBOX_BIN, SANDBOX_POOL, SANDBOX_UID, SANDBOX_WORKSPACE, Mount
+from curbench_env.workspace.base import (
+    SANDBOX_BIN,
+    SANDBOX_POOL,
+    SANDBOX_UID,
+    SANDBOX_WORKSPACE,
+    Mount,
+    hand_over,
+)
 from curbench_env.workspace.seccomp import filter_fd
 from curbench_env.workspace.shell import PersistentShell, descendants, process_table, stop_then_kill, subtree
 from curbench_env.workspace.shell_backend import ShellWorkspace, rlimit_setter
@@ -67,17 +74,7 @@ class BwrapWorkspace(ShellWorkspace):
         self._shell_pid: int | None = None
         self._init_pid: int = 0
         if self._as_root:
-            self._hand_over(self.spec.host_dir)
-
-    def _hand_over(self, path: Path) -> None:
-        """Make the workspace writable by the sandbox uid."""
-        for dirpath, _dirs, filenames in os.walk(path):
-            os.chown(dirpath, SANDBOX_UID, SANDBOX_UID)
-            for f in filenames:
-                try:
-                    os.chown(os.path.join(dirpath, f), SANDBOX_UID, SANDBOX_UID, follow_symlinks=False)
-                except OSError:
-                    pass
+            hand_over(self.spec.host_dir)
 
     def environment(self) -> dict[str, str]:
         env = super().environment()

@@ -3,21 +3,25 @@
 The container has no network, a pids limit, a memory limit and a file-size ulimit; the
 workspace is bind-mounted read-write at /workspace and the pool read-only at /pool. One
 ``bash`` runs for the whole episode through an attached ``exec`` socket, with the same
-sentinel protocol as the other backends; a timeout kills every process in the container
-except the shell (the container's init stays).
+sentinel protocol as the other backends. A timeout, or a background process left when a
+command ends, kills every process in the container except its init, its main process and the
+shell; a lost shell is replaced after a kill of everything it left. The harness finds and kills
+those processes from the host, with the container frozen (a fork bomb cannot outrun it), so the
+daemon must run on this machine, as a local dockerd does.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 from typing import Any
 
 from curbench_env.errors import WorkspaceError
-from curbench_env.workspace.base import SANDBOX_BIN, SANDBOX_POOL, SANDBOX_WORKSPACE, CommandResult, Workspace
+from curbench_env.workspace.base import SANDBOX_BIN, SANDBOX_POOL, SANDBOX_UID, SANDBOX_WORKSPACE, hand_over
 from curbench_env.workspace.shell import PersistentShell
-from curbench_env.workspace.totals import note_quota, quota_watch
+from curbench_env.workspace.shell_backend import ShellWorkspace
 
 
 class _SocketProcess:
@@ -34,12 +38,21 @@ class _SocketProcess:
         self._pump.start()
 
     def _copy(self) -> None:
+        # Without a TTY the daemon multiplexes stdout and stderr into frames: an 8-byte header
+        # (stream, 0, 0, 0, payload length big-endian) before each payload. Only payloads are output.
+        buf = b""
         try:
             while True:
                 data = self._sock.recv(65536)
                 if not data:
                     break
-                os.write(self._w, data)
+                buf += data
+                while len(buf) >= 8:
+                    size = int.from_bytes(buf[4:8], "big")
+                    if len(buf) < 8 + size:
+                        break
+                    os.write(self._w, buf[8:8 + size])
+                    buf = buf[8 + size:]
         except OSError:
             pass
         finally:
@@ -49,11 +62,44 @@ class _SocketProcess:
     def poll(self) -> int | None:
         return None if self._alive else 0
 
+    def close(self) -> None:
+        """Close the socket: the shell in the container reads end-of-input and exits."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
 
-class DockerWorkspace(Workspace):
+
+class _ExecShell(PersistentShell):
+    """The persistent shell of a container: a ``bash`` started by ``docker exec``, attached by socket."""
+
+    def __init__(self, workspace: DockerWorkspace) -> None:
+        super().__init__(["docker-exec"], env={}, kill_command=workspace._kill_command)
+        self.workspace = workspace
+
+    def start(self) -> None:
+        ws = self.workspace
+        exec_id = ws.client.api.exec_create(ws.container.id, ["bash", "--noprofile", "--norc"], stdin=True,
+                                            tty=False, environment=ws.environment(), workdir=SANDBOX_WORKSPACE)["Id"]
+        sock = ws.client.api.exec_start(exec_id, socket=True, demux=False)
+        self.proc = _SocketProcess(getattr(sock, "_sock", sock))  # type: ignore[assignment]
+        os.set_blocking(self.proc.stdout.fileno(), False)  # type: ignore[union-attr]
+        hello = self.run("echo $$", timeout_s=30, cap_bytes=4096)
+        if hello.exit_code != 0 or not hello.output.strip():
+            raise WorkspaceError(f"the container shell did not start: {hello.output.strip()}")
+        ws._shell_pid = hello.output.strip().splitlines()[-1]
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.close()  # type: ignore[attr-defined]
+
+
+class DockerWorkspace(ShellWorkspace):
     """A container per episode (see the module docstring). Needs a running Docker daemon."""
 
     name = "docker"
+    host_cgroup = False  # the container's own cgroup holds the memory and pids totals
 
     def __init__(self, *args: Any, client: Any | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -69,9 +115,11 @@ class DockerWorkspace(Workspace):
                     "DOCKER_HOST, or use backend='bwrap'"
                 ) from exc
         self.client = client
+        if os.getuid() == 0:  # commands run as SANDBOX_UID in the container (see container_kwargs)
+            hand_over(self.spec.host_dir)
         self.container: Any | None = None
-        self.shell: PersistentShell | None = None
         self._shell_pid: str | None = None
+        self._main_pid = "0"
 
     def environment(self) -> dict[str, str]:
         env = super().environment()
@@ -105,7 +153,7 @@ class DockerWorkspace(Workspace):
             volumes=volumes,
             working_dir=SANDBOX_WORKSPACE,
             environment=self.environment(),
-            user=f"{os.getuid()}:{os.getgid()}" if os.getuid() != 0 else "65534:65534",
+            user=f"{os.getuid()}:{os.getgid()}" if os.getuid() != 0 else f"{SANDBOX_UID}:{SANDBOX_UID}",
             labels={"curbench": "workspace"},
         )
 
@@ -115,57 +163,71 @@ class DockerWorkspace(Workspace):
                 self.container = self.client.containers.run(**self.container_kwargs())
             except Exception as exc:
                 raise WorkspaceError(f"could not start the workspace container: {exc}") from exc
-        self._start_shell()
+            # The container's main process (``sleep infinity`` under init) must outlive every kill.
+            self._main_pid = self._as_root("cat /proc/1/task/1/children").split()[0]
+        super().start()
 
-    def _start_shell(self) -> None:
+    def _make_shell(self) -> PersistentShell:
+        return _ExecShell(self)
+
+    def _as_root(self, script: str) -> str:
+        """Run ``script`` as root in the container, outside the agent's shell; its output."""
         assert self.container is not None
-        exec_id = self.client.api.exec_create(self.container.id, ["bash", "--noprofile", "--norc"],
-                                              stdin=True, tty=False, environment=self.environment(),
-                                              workdir=SANDBOX_WORKSPACE)["Id"]
-        sock = self.client.api.exec_start(exec_id, socket=True, demux=False)
-        raw = getattr(sock, "_sock", sock)
-        proc = _SocketProcess(raw)
-        shell = PersistentShell(["docker-exec"], env={}, kill_command=self._kill_command)
-        shell.proc = proc  # type: ignore[assignment]
-        os.set_blocking(proc.stdout.fileno(), False)
-        self.shell = shell
-        self._shell_pid = None
-        hello = shell.run("echo $$", timeout_s=30, cap_bytes=4096)
-        if hello.exit_code != 0:
-            raise WorkspaceError(f"the container shell did not start: {hello.output.strip()}")
-        self._shell_pid = hello.output.strip().splitlines()[-1]
+        _, out = self.container.exec_run(["sh", "-c", script], user="0")
+        return out.decode("utf-8", "replace")
+
+    def _others(self, keep_shell: bool = True) -> list[int]:
+        """Host pids of the container's processes but its init, its main process (and the shell).
+
+        Read from the host (``docker top`` and each pid's namespace ids), not by a command inside: a
+        fork bomb that holds every pid the container may have leaves no room to start one.
+        """
+        assert self.container is not None
+        keep = {"1", self._main_pid} | ({self._shell_pid} if keep_shell and self._shell_pid else set())
+        top = self.container.top()
+        col = top["Titles"].index("PID")
+        out = []
+        for row in top.get("Processes") or []:
+            try:
+                with open(f"/proc/{row[col]}/status") as fh:
+                    inner = next(line.split()[-1] for line in fh if line.startswith("NSpid:"))
+            except (OSError, StopIteration):
+                continue  # gone already, or the daemon runs on another machine
+            if inner not in keep:
+                out.append(int(row[col]))
+        return out
+
+    def _sweep(self, keep_shell: bool = True) -> None:
+        """Kill :meth:`_others` with the container frozen, so nothing forks while it dies."""
+        for _ in range(20):
+            victims = self._others(keep_shell)
+            if not victims:
+                return
+            self.container.pause()
+            try:
+                for pid in victims:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            finally:
+                self.container.unpause()
 
     def _kill_command(self, shell: PersistentShell) -> None:
-        assert self.container is not None
-        keep = self._shell_pid or "0"
-        script = (f"for p in $(ls /proc | grep -E '^[0-9]+$'); do "
-                  f"[ $p -gt 1 ] && [ $p != {keep} ] && [ $p != $$ ] && kill -9 $p 2>/dev/null; done; true")
-        self.container.exec_run(["sh", "-c", script], user="0")
+        self._sweep()
 
-    def run(self, command: str, timeout_s: float | None = None) -> CommandResult:
-        if self.shell is None:
-            self.start()
-        assert self.shell is not None
-        timeout = timeout_s if timeout_s is not None else self.spec.limits.command_timeout_s
-        watch = quota_watch(self.spec.host_dir, self.spec.limits.workspace_bytes)
-        result = self.shell.run(command, timeout_s=timeout, cap_bytes=self.spec.limits.output_cap_bytes,
-                                watch=watch)
-        if result.shell_restarted:
-            cwd = self.shell.last_cwd
-            # Like the other backends: nothing the dead or hung shell started outlives it.
-            self._shell_pid = None
-            self._kill_command(self.shell)
-            self._start_shell()
-            if cwd:
-                self.shell.run(f"cd '{cwd}'", timeout_s=10, cap_bytes=4096)
-            result.output += "\n[the shell exited or hung; a new shell was started (exported variables were reset)]"
-        return note_quota(result, watch)
+    def leftover_processes(self) -> int:
+        return len(self._others())
+
+    def _restart(self) -> None:
+        self._sweep(keep_shell=False)  # what the lost shell left
+        super()._restart()
 
     def close(self) -> None:
+        super().close()
         if self.container is not None:
             try:
                 self.container.remove(force=True)
             except Exception:
                 pass
             self.container = None
-        self.shell = None

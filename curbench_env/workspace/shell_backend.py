@@ -42,6 +42,8 @@ class ShellWorkspace(Workspace):
 
     shell: PersistentShell | None = None
     cgroup: SandboxCgroup | None = None
+    #: Whether the sandbox's totals come from a cgroup this harness makes (Docker makes its own).
+    host_cgroup = True
 
     @abc.abstractmethod
     def _make_shell(self) -> PersistentShell:
@@ -50,7 +52,7 @@ class ShellWorkspace(Workspace):
     def start(self) -> None:
         if self.shell is not None and self.shell.alive():
             return
-        if self.cgroup is None:
+        if self.cgroup is None and self.host_cgroup:
             self.cgroup = sandbox_cgroup(self.spec.limits.memory_bytes, self.spec.limits.max_processes)
         self.shell = self._make_shell()
         self.shell.start()
