@@ -232,3 +232,30 @@ def test_no_user_namespace_can_be_made_inside_the_sandbox(make_env):
     assert "rc=0" not in obs["output"] and "Operation not permitted" in obs["output"]
     obs, *_ = env.step("python3 -c 'import subprocess; print(subprocess.run([\"true\"]).returncode)'")
     assert obs["output"].strip() == "0"  # ordinary process creation still works
+
+
+def _small_world(tmp_path: Path, name: str, secret: str | None):
+    from curbench_env.envs.minivqa.world import WorldConfig, build_world, secret_id
+
+    cfg = WorldConfig(pool_size=200, budget=20, eval_items_per_benchmark=5, stage1_captions=10,
+                      secret_id=secret_id(secret) if secret else "")
+    build_world(cfg, tmp_path / name, secret)
+    hidden = tmp_path / name / "hidden"
+    return cfg, (hidden / "benchmarks.jsonl").read_text(), (hidden / "ground_truth.jsonl").read_text()
+
+
+def test_a_world_secret_decides_the_benchmarks_and_labels_that_code_and_seed_cannot_rebuild(tmp_path):
+    public, bench, truth = _small_world(tmp_path, "public", None)
+    _, bench_again, truth_again = _small_world(tmp_path, "public2", None)
+    assert (bench, truth) == (bench_again, truth_again)  # the public world: the README's reference
+    cfg_a, bench_a, truth_a = _small_world(tmp_path, "a", "s3cret-a")
+    _, bench_a2, truth_a2 = _small_world(tmp_path, "a2", "s3cret-a")
+    _, bench_b, truth_b = _small_world(tmp_path, "b", "s3cret-b")
+    assert (bench_a, truth_a) == (bench_a2, truth_a2)  # one secret, one world, on any machine
+    assert bench_a != bench and truth_a != truth and bench_a != bench_b  # without it, another world
+    assert cfg_a.fingerprint() != public.fingerprint() and "s3cret" not in json.dumps(cfg_a.__dict__, default=str)
+    from curbench_env.envs.minivqa.world import WorldConfig, build_world
+
+    with pytest.raises(ValueError, match="secret"):  # the wrong secret cannot build a secret world
+        build_world(cfg_a, tmp_path / "wrong", "guess")
+    assert WorldConfig().fingerprint() == "82531214a743"  # the public default world the README measured

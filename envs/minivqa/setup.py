@@ -59,8 +59,9 @@ def world_dir(preset: MiniVQAPreset) -> Path:
     return curbench_home() / "minivqa" / preset.fingerprint()
 
 
-def ensure_world(preset: MiniVQAPreset, log: Callable[[str], None] = print) -> Path:
-    """Build what is missing (idempotent, safe across processes); return the world directory."""
+def ensure_world(preset: MiniVQAPreset, log: Callable[[str], None] = print, secret: str | None = None) -> Path:
+    """Build what is missing (idempotent, safe across processes); return the world directory.
+    ``secret``: the world secret a preset with a ``secret_id`` is drawn from."""
     root = world_dir(preset)
     if (root / "READY").exists():
         return root
@@ -70,7 +71,7 @@ def ensure_world(preset: MiniVQAPreset, log: Callable[[str], None] = print) -> P
         t0 = time.monotonic()
         if not (root / "hidden" / "summary.json").exists():
             log(f"building the MiniVQA world ({preset.world.pool_size} pool examples) in {root}")
-            build_world(preset.world, root)
+            build_world(preset.world, root, secret)
             write_image_files(root / "pool")
         if not (root / "base_model" / "config.json").exists():
             log("stage-1 alignment of the base model (once; cached)")

@@ -11,12 +11,12 @@ from typing import Any
 
 from curbench_env.envs.minivqa.pipeline import MiniRecipe, MiniVQAPipeline
 from curbench_env.envs.minivqa.setup import PRESETS, MiniVQAPreset, ensure_world
-from curbench_env.envs.minivqa.world import WorldConfig, audit_texts
+from curbench_env.envs.minivqa.world import WorldConfig, audit_texts, secret_id
 
 from curbench_env.audit import LeakageIndex, image_hash
 from curbench_env.errors import TaskUnavailable
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
-from curbench_env.task import CurationTask
+from curbench_env.task import CurationTask, setting
 
 
 class MiniVQATask(CurationTask):
@@ -30,7 +30,10 @@ class MiniVQATask(CurationTask):
     eight held-out benchmarks (0-100, averaged).
 
     Arguments: ``preset`` (``"default"`` or ``"tiny"``), ``pool_size``, ``budget``, ``seed``
-    (the world's seed), ``allow_rewrite`` (accept rewritten conversations), ``device``
+    (the world's seed), ``secret`` (or ``$CURBENCH_WORLD_SECRET``: the benchmarks and the pool's
+    labels are drawn from it, so nobody without it can regenerate them; everyone who shares it gets
+    the same world and comparable scores; without it the public reference world of the README's
+    tables is built), ``allow_rewrite`` (accept rewritten conversations), ``device``
     (``"cpu"``, the reference, or ``"cuda"`` for fast sweeps: a GPU aligns its own base model
     and its scores are close to, not equal to, the CPU's).
     """
@@ -39,13 +42,18 @@ class MiniVQATask(CurationTask):
     title = "MiniVQA: select a fine-tuning subset for a tiny LLaVA (CPU)"
 
     def __init__(self, preset: str = "default", *, pool_size: int | None = None, budget: int | None = None,
-                 seed: int | None = None, allow_rewrite: bool = False, device: str = "cpu") -> None:
+                 seed: int | None = None, allow_rewrite: bool = False, device: str = "cpu",
+                 secret: str | None = None) -> None:
         if preset not in PRESETS:
             raise ValueError(f"unknown MiniVQA preset {preset!r}; choose {', '.join(PRESETS)}")
         base = PRESETS[preset]
         world = base.world
         changes: dict[str, Any] = {k: v for k, v in
                                    {"pool_size": pool_size, "budget": budget, "seed": seed}.items() if v is not None}
+        # The world secret: from the argument or CURBENCH_WORLD_SECRET; only its public id is kept here.
+        self._secret = setting(secret, "CURBENCH_WORLD_SECRET")
+        if self._secret:
+            changes["secret_id"] = secret_id(self._secret)
         if changes:
             world = WorldConfig(**{**world.__dict__, **changes})
         self.preset = MiniVQAPreset(world=world, model=base.model, stage1=replace(base.stage1, device=device))
@@ -70,7 +78,7 @@ class MiniVQATask(CurationTask):
         if self.device != "cpu" and not (self.device.startswith("cuda") and torch.cuda.is_available()):
             raise TaskUnavailable(f"Curation-MiniVQA-v0 was asked for device {self.device!r}, which this machine "
                                   "does not have; leave device at 'cpu' (the reference) or run on a CUDA GPU")
-        self._root = ensure_world(self.preset)
+        self._root = ensure_world(self.preset, secret=self._secret)
 
     @property
     def device(self) -> str:

@@ -29,10 +29,30 @@ class WorldConfig:
     eval_items_per_benchmark: int = 200
     stage1_captions: int = 30_000
     defects: S.DefectRates = field(default_factory=S.DefectRates)
+    #: Names the world secret (see :func:`secret_id`), never the secret itself; "" for the public world.
+    secret_id: str = ""
 
     def fingerprint(self) -> str:
-        """Stable hash of everything that shapes the world's data."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Stable hash of everything that shapes the world's data (the public world's is unchanged
+        by the secret field)."""
+        data = asdict(self)
+        if not data["secret_id"]:
+            del data["secret_id"]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def secret_id(secret: str) -> str:
+    """A public name of a world secret: tells worlds apart, says nothing of the seeds."""
+    return hashlib.sha256(f"curbench-world-id:{secret}".encode()).hexdigest()[:16]
+
+
+def _secret_seed(secret: str | None) -> list[int]:
+    """Seed material from the secret (none for the public world): what the benchmarks and the pool's
+    defect labels are drawn with, so code and public seed alone cannot regenerate them."""
+    if not secret:
+        return []
+    digest = hashlib.sha256(f"curbench-world-seed:{secret}".encode()).digest()
+    return [int.from_bytes(digest[k:k + 4], "little") for k in range(0, 16, 4)]
 
 
 def _record(id_: str, image: str | None, turns: list[tuple[str, str, str]]) -> dict[str, Any]:
@@ -47,13 +67,19 @@ def _record(id_: str, image: str | None, turns: list[tuple[str, str, str]]) -> d
     return rec
 
 
-def build_world(cfg: WorldConfig, out: Path) -> dict[str, Any]:
-    """Write ``out/pool`` (agent-visible) and ``out/hidden`` (harness only). Returns a summary."""
+def build_world(cfg: WorldConfig, out: Path, secret: str | None = None) -> dict[str, Any]:
+    """Write ``out/pool`` (agent-visible) and ``out/hidden`` (harness only). Returns a summary.
+
+    With a ``secret`` (matching ``cfg.secret_id``), the benchmarks and the pool (with its defect
+    labels) are drawn from it; the stage-1 corpus stays public, so every world shares its recipe.
+    """
+    if (secret_id(secret) if secret else "") != cfg.secret_id:
+        raise ValueError("the world secret does not match the world's secret_id")
     pool_dir, hidden = out / "pool", out / "hidden"
     pool_dir.mkdir(parents=True, exist_ok=True)
     hidden.mkdir(parents=True, exist_ok=True)
-    rng_eval = np.random.default_rng([cfg.seed, 1])
-    rng_pool = np.random.default_rng([cfg.seed, 2])
+    rng_eval = np.random.default_rng([cfg.seed, 1, *_secret_seed(secret)])
+    rng_pool = np.random.default_rng([cfg.seed, 2, *_secret_seed(secret)])
     rng_cap = np.random.default_rng([cfg.seed, 3])
 
     # 1. Benchmarks first: their pictures go into the leakage index.
