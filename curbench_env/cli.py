@@ -120,11 +120,26 @@ def list_envs() -> None:
 
 @app.command()
 def setup(env: Annotated[str, typer.Argument(help="Env id to prepare.")] = "Curation-MiniVQA-v0",
-          task_preset: PresetOpt = None, task_args: TaskArgOpt = None) -> None:
+          task_preset: PresetOpt = None, task_args: TaskArgOpt = None,
+          rebuild: Annotated[bool, typer.Option(help="Regenerate the base model from its seed and compare it "
+                                                     "with the shipped one (MiniVQA).")] = False) -> None:
     """Build (once) what an env needs: its world, base model and signals. Cached in $CURBENCH_HOME."""
     from curbench_env.registry import env_entry, load_task, task_kwargs_for
 
     task = load_task(env_entry(env).task, **task_kwargs_for(env, task_kwargs(task_preset, task_args)))
+    if rebuild:
+        if not hasattr(task, "rebuild_base_model"):
+            raise ValueError(f"{env} has no base model to rebuild (only Curation-MiniVQA-v0 ships one)")
+        report = task.rebuild_base_model(log=console.print)
+        if report is None:
+            console.print("rebuilt; no base model ships for this preset, so there is nothing to compare with")
+        else:
+            for name, same in report.items():
+                console.print(f"  {name}: {'[green]identical to the shipped file' if same else '[red]differs'}[/]")
+            console.print("the rebuilt base model is byte-identical to the shipped one" if all(report.values()) else
+                          "the rebuilt base model differs from the shipped one (another torch build or CPU kind "
+                          "computes stage-1 differently); it is installed for this world")
+        return
     with console.status(f"preparing {env} ..."):
         task.prepare()
     console.print(f"[green]ready:[/] {env} (pool at {task.pool_dir})")
@@ -289,6 +304,27 @@ def build_leakage_index(
     index = build_index(task.suite, target, log=console.print)
     console.print(f"[green]leakage index:[/] {len(index.image_hashes):,} pictures, {len(index.text_hashes):,} "
                   f"questions → {target}")
+
+
+@app.command()
+def view(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, or folders (sweeps) holding them.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+    export: Annotated[Path | None, typer.Option(help="Write the page and its data to this folder instead.")] = None,
+) -> None:
+    """A web page of runs: timeline, iterations, policy diffs, diagnostics; live while a run goes on."""
+    from curbench_env.viewer import export as export_page
+    from curbench_env.viewer import find_runs, serve
+
+    runs = find_runs(run_dirs)
+    if not runs:
+        raise ValueError("no run directories found in " + ", ".join(str(p) for p in run_dirs))
+    if export is not None:
+        export_page(runs, export)
+        console.print(f"wrote {len(runs)} run(s) to {export}; open {export / 'index.html'} in a browser")
+        return
+    console.print(f"serving {len(runs)} run(s) on [bold]http://127.0.0.1:{port}/[/] (Ctrl-C to stop)")
+    serve(runs, port)
 
 
 @app.command()

@@ -242,3 +242,41 @@ def test_every_scripted_policy_writes_a_valid_submission(tiny_world, tmp_path, p
     records = json.loads((tiny_world / "pool" / "pool.json").read_text())
     sel = parse_submission(tmp_path / "p.txt", SubmissionRules(budget=200), PoolIndex([r["id"] for r in records]))
     assert 0 < len(sel) <= 200
+
+
+def _ship(monkeypatch, base_dir, preset_fingerprint):
+    """Make ``base_dir`` the shipped base model of ``preset_fingerprint`` (as the package ships the default's)."""
+    from curbench_env.envs.minivqa import shipped
+
+    monkeypatch.setattr(shipped, "SHIPPED_PRESET", preset_fingerprint)
+    monkeypatch.setattr(shipped, "SHIPPED_SHA256", {f: shipped.sha256_file(base_dir / f) for f in shipped.SHIPPED_SHA256})
+    monkeypatch.setattr(shipped, "shipped_dir", lambda: base_dir)
+
+
+def test_a_shipped_base_model_skips_stage1_and_is_verified(tiny_world, tmp_path, monkeypatch):
+    from curbench_env.envs.minivqa.setup import PRESETS, ensure_world
+
+    _ship(monkeypatch, tiny_world / "base_model", PRESETS["tiny"].fingerprint())
+    monkeypatch.setenv("CURBENCH_HOME", str(tmp_path / "fresh-home"))
+    said: list[str] = []
+    root = ensure_world(PRESETS["tiny"], log=said.append)
+    assert any("shipped stage-1 weights" in m for m in said) and not any("alignment" in m for m in said)
+    assert (root / "base_model" / "model.safetensors").read_bytes() == (
+        tiny_world / "base_model" / "model.safetensors").read_bytes()
+    assert (root / "pool" / "signals" / "loss.npy").exists() and (root / "READY").exists()
+
+
+def test_a_damaged_shipped_base_model_is_refused_with_the_fix(tiny_world, tmp_path, monkeypatch):
+    import shutil
+
+    from curbench_env.envs.minivqa.setup import PRESETS, ensure_world
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_world / "base_model", damaged)
+    _ship(monkeypatch, damaged, PRESETS["tiny"].fingerprint())
+    with open(damaged / "model.safetensors", "r+b") as fh:
+        fh.seek(-8, 2)
+        fh.write(b"\0" * 8)
+    monkeypatch.setenv("CURBENCH_HOME", str(tmp_path / "fresh-home"))
+    with pytest.raises(RuntimeError, match="damaged.*model.safetensors.*--rebuild"):
+        ensure_world(PRESETS["tiny"], log=lambda m: None)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from curbench_env.envs.minivqa import model as M
+from curbench_env.envs.minivqa import shipped
 from curbench_env.envs.minivqa.world import WorldConfig, build_world
 
 from curbench_env.pipeline import build_lock, curbench_home
@@ -74,8 +75,12 @@ def ensure_world(preset: MiniVQAPreset, log: Callable[[str], None] = print, secr
             build_world(preset.world, root, secret)
             write_image_files(root / "pool")
         if not (root / "base_model" / "config.json").exists():
-            log("stage-1 alignment of the base model (once; cached)")
-            build_base_model(preset, root, log)
+            if shipped.ships(preset.fingerprint()):
+                shipped.install(root / "base_model")
+                log("base model: the shipped stage-1 weights (sha256 verified)")
+            else:
+                log("stage-1 alignment of the base model (once; cached)")
+                build_base_model(preset, root, log)
         if not (root / "pool" / "signals" / "loss.npy").exists():
             log("computing pool signals with the base model (loss, embeddings, lengths)")
             compute_signals(root, preset.stage1.device)
@@ -106,8 +111,8 @@ def _vocabulary_texts(root: Path) -> list[str]:
     return texts
 
 
-def build_base_model(preset: MiniVQAPreset, root: Path, log: Callable[[str], None]) -> None:
-    """Random-init the tiny LLaVA, run stage-1 alignment on the caption corpus, save it."""
+def build_base_model(preset: MiniVQAPreset, root: Path, log: Callable[[str], None], name: str = "base_model") -> None:
+    """Random-init the tiny LLaVA, run stage-1 alignment on the caption corpus, save it as ``root/name``."""
     import torch
 
     torch.set_num_threads(2)
@@ -120,9 +125,33 @@ def build_base_model(preset: MiniVQAPreset, root: Path, log: Callable[[str], Non
                    json.loads((hidden / "stage1_pairs.json").read_text()), steps=preset.stage1.steps,
                    batch_size=preset.stage1.batch_size, lr=preset.stage1.learning_rate, seed=preset.stage1.seed,
                    log=log)
-    tmp = root / "base_model.tmp"
+    tmp = root / f"{name}.tmp"
     M.save_base(model, tok, preset.model, tmp)
-    tmp.rename(root / "base_model")
+    tmp.rename(root / name)
+
+
+def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print,
+                       secret: str | None = None) -> dict[str, bool] | None:
+    """Regenerate the world's base model from its seed (stage-1 alignment), install it, and return
+    which pinned files match the shipped ones byte for byte (None when no model ships for the preset).
+    Signals are recomputed when the model changed."""
+    import shutil
+
+    root = ensure_world(preset, log, secret)
+    with build_lock(root.parent / f"{root.name}.lock"):
+        fresh = root / "base_model.rebuild"
+        if fresh.exists():
+            shutil.rmtree(fresh)
+        log("stage-1 alignment of the base model from its seed")
+        build_base_model(preset, root, log, name=fresh.name)
+        same = all((fresh / f).read_bytes() == (root / "base_model" / f).read_bytes()
+                   for f in shipped.SHIPPED_SHA256)
+        shutil.rmtree(root / "base_model")
+        fresh.rename(root / "base_model")
+        if not same:
+            log("the rebuilt model differs from the installed one: recomputing the pool signals")
+            compute_signals(root, preset.stage1.device)
+    return shipped.compare(root / "base_model") if preset.fingerprint() == shipped.SHIPPED_PRESET else None
 
 
 def compute_signals(root: Path, device: str = "cpu") -> None:

@@ -61,6 +61,12 @@ class MiniVQATask(CurationTask):
         self.allow_rewrite = allow_rewrite
         self._root: Path | None = None
 
+    def rebuild_base_model(self, log=print) -> dict[str, bool] | None:  # noqa: ANN001
+        """Regenerate the base model from its seed; per pinned file, whether it matches the shipped one."""
+        from curbench_env.envs.minivqa.setup import rebuild_base_model
+
+        return rebuild_base_model(self.preset, log, self._secret)
+
     def prepare(self) -> None:
         if self._root is not None:
             return

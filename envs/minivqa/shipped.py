@@ -1,0 +1,65 @@
+"""The default world's stage-1-aligned base model, shipped with the package.
+
+Stage-1 alignment is the slow part of building ``Curation-MiniVQA-v0`` (4,000 steps, about 23
+minutes on 2 cores) and it is deterministic, so its result ships as package data: a fresh install
+gets the first reward in minutes, and every machine (CPU or GPU) scores the same base model. The
+files live inside the installed package, which no sandbox mounts. Their hashes are pinned here;
+``curbench setup --rebuild Curation-MiniVQA-v0`` regenerates the model from the seed and compares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from importlib import resources
+from pathlib import Path
+
+#: The preset whose base model ships (``MiniVQAPreset.fingerprint()`` of the default preset).
+SHIPPED_PRESET = "7b902aac469a"
+#: sha256 of the files that define the model: the weights, the tokenizer, the model sizes. (The
+#: others, config.json among them, name the transformers version that wrote them.)
+SHIPPED_SHA256 = {
+    "model.safetensors": "",
+    "tokenizer.json": "",
+    "minivqa_model.json": "",
+}
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shipped_dir() -> Path:
+    """Where the shipped files are in the installed package."""
+    return Path(str(resources.files("curbench_env.envs.minivqa") / "base_model"))
+
+
+def ships(preset_fingerprint: str) -> bool:
+    """Whether a base model ships for this preset (and the package holds it)."""
+    return (preset_fingerprint == SHIPPED_PRESET and all(SHIPPED_SHA256.values())
+            and (shipped_dir() / "model.safetensors").exists())
+
+
+def compare(base_dir: Path) -> dict[str, bool]:
+    """For each pinned file: whether ``base_dir`` holds it byte for byte."""
+    return {name: (base_dir / name).exists() and sha256_file(base_dir / name) == digest
+            for name, digest in SHIPPED_SHA256.items()}
+
+
+def install(target: Path) -> None:
+    """Copy the shipped base model to ``target`` and verify it (an error names a corrupted file)."""
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(shipped_dir(), tmp, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    bad = [name for name, ok in compare(tmp).items() if not ok]
+    if bad:
+        shutil.rmtree(tmp)
+        raise RuntimeError(f"the shipped MiniVQA base model is damaged ({', '.join(bad)} do not match their "
+                           "sha256); reinstall curbench-env or run `curbench setup --rebuild Curation-MiniVQA-v0`")
+    tmp.rename(target)
