@@ -33,7 +33,7 @@ def main() -> None:
     t0 = time.monotonic()
     for step in range(500):
         k = step // 10
-        env.step(pick.format(k=k * 7) + " && submit p.txt --note 'iteration %d'" % k if step % 10 == 9
+        env.step(pick.format(k=k * 7) + f" && submit p.txt --note 'iteration {k}'" if step % 10 == 9
                  else f"echo step {step}; printf 'x = {step}\\n' > policy.py; seq 1 40")
     env.close()
     print(f"recorded {env.state.iteration} iterations, 500 steps in {time.monotonic() - t0:.1f}s")
