@@ -151,6 +151,12 @@ function runView(run) {
     (u.prompt_tokens !== undefined ? ` · tokens ${u.prompt_tokens} in / ${u.completion_tokens} out · $${fmt(u.cost_usd, 4)}` : "")));
   notes(run.notes).forEach((n) => app.appendChild(n));
   app.appendChild(chart([{ label: "average (dashed: best so far)", points: run.curve, base: run.base }], `base ${fmt(run.base)} · best ${fmt(run.best)}`));
+  const benches = [...new Set(run.iterations_detail.flatMap((it) => Object.keys(it.scores || {})))];
+  if (benches.length) {
+    app.appendChild(chart(benches.map((b) => ({ label: b, points: run.iterations_detail
+      .filter((it) => it.scores && typeof it.scores[b] === "number").map((it) => [it.iteration, it.scores[b]]) })),
+      "Per-benchmark scores"));
+  }
   app.appendChild(el("h2", {}, "Iterations"));
   let best = typeof run.base === "number" ? run.base : 0;
   for (const it of run.iterations_detail) {
