@@ -25,8 +25,9 @@ from curbench_env.workspace.base import (
     Mount,
     hand_over,
 )
+from curbench_env.workspace.processes import descendants, process_table, stop_then_kill, subtree
 from curbench_env.workspace.seccomp import filter_fd
-from curbench_env.workspace.shell import PersistentShell, descendants, process_table, stop_then_kill, subtree
+from curbench_env.workspace.shell import PersistentShell
 from curbench_env.workspace.shell_backend import ShellWorkspace, rlimit_setter
 
 #: curbench's own packages: never visible in the sandbox, or an agent could read the world

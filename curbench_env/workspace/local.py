@@ -6,7 +6,8 @@ import os
 import sys
 import warnings
 
-from curbench_env.workspace.shell import PersistentShell, stop_then_kill, subtree
+from curbench_env.workspace.processes import stop_then_kill, subtree
+from curbench_env.workspace.shell import PersistentShell
 from curbench_env.workspace.shell_backend import ShellWorkspace, rlimit_setter
 
 
