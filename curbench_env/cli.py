@@ -323,8 +323,13 @@ def view(
         export_page(runs, export)
         console.print(f"wrote {len(runs)} run(s) to {export}; open {export / 'index.html'} in a browser")
         return
-    console.print(f"serving {len(runs)} run(s) on [bold]http://127.0.0.1:{port}/[/] (Ctrl-C to stop)")
-    serve(runs, port)
+    def ready(_server: Any) -> None:
+        console.print(f"serving {len(runs)} run(s) on [bold]http://127.0.0.1:{port}/[/] (Ctrl-C to stop)")
+
+    try:
+        serve(runs, port, ready=ready)
+    except OSError as exc:
+        raise ValueError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); choose another --port") from None
 
 
 @app.command()

@@ -109,3 +109,13 @@ def test_a_damaged_run_still_renders_with_a_note(recorded_run):
 def test_view_with_nothing_to_show_is_one_clear_line(tmp_path):
     out = subprocess.run(["curbench", "view", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "no run directories" in out.stderr
+
+
+def test_a_busy_port_is_one_clear_line(recorded_run):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        out = subprocess.run(["curbench", "view", str(recorded_run), "--port", str(port)], capture_output=True,
+                             text=True, timeout=60)
+    assert out.returncode == 2 and "choose another --port" in out.stderr
