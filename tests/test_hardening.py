@@ -235,7 +235,8 @@ def test_no_user_namespace_can_be_made_inside_the_sandbox(make_env):
 
 
 def _small_world(tmp_path: Path, name: str, secret: str | None):
-    from curbench_env.envs.minivqa.world import WorldConfig, build_world, secret_id
+    from curbench_env.envs.minivqa.world import WorldConfig, build_world
+    from curbench_env.envs.world_secret import secret_id
 
     cfg = WorldConfig(pool_size=200, budget=20, eval_items_per_benchmark=5, stage1_captions=10,
                       secret_id=secret_id(secret) if secret else "")
@@ -259,3 +260,18 @@ def test_a_world_secret_decides_the_benchmarks_and_labels_that_code_and_seed_can
     with pytest.raises(ValueError, match="secret"):  # the wrong secret cannot build a secret world
         build_world(cfg_a, tmp_path / "wrong", "guess")
     assert WorldConfig().fingerprint() == "82531214a743"  # the public default world the README measured
+
+
+def test_a_world_secret_also_decides_miniclips_evaluation_sets_and_noise_labels(tmp_path):
+    from curbench_env.envs.miniclip.world import ClipWorldConfig, build_world
+    from curbench_env.envs.world_secret import secret_id
+
+    def world(name: str, secret: str | None) -> tuple[str, str]:
+        cfg = ClipWorldConfig(pool_size=100, reference_pairs=20, eval_classification=24, eval_retrieval=10,
+                              secret_id=secret_id(secret) if secret else "")
+        build_world(cfg, tmp_path / name, secret)
+        hidden = tmp_path / name / "hidden"
+        return (hidden / "eval_texts.json").read_text(), (hidden / "ground_truth.jsonl").read_text()
+
+    assert world("a", "k1") == world("a2", "k1")
+    assert world("a", "k1") != world("p", None) and world("a", "k1") != world("b", "k2")

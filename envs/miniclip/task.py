@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 from curbench_env.envs.miniclip.model import ClipRecipe
 from curbench_env.envs.miniclip.world import ClipWorldConfig, build_world
+from curbench_env.envs.world_secret import ENV_VAR, public_fields, secret_id
 
 from curbench_env.audit import LeakageIndex, image_hash
 from curbench_env.errors import TaskUnavailable
 from curbench_env.pipeline import build_lock, curbench_home
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
-from curbench_env.task import CurationTask
+from curbench_env.task import CurationTask, setting
 
 PRESETS = {
     "default": (ClipWorldConfig(), ClipRecipe()),
@@ -55,11 +56,12 @@ retrieval recall@1. The score is their average (0-100). Your goal: the highest a
 """
 
 
-def ensure_world(cfg: ClipWorldConfig, recipe: ClipRecipe, log: Callable[[str], None] = print) -> Path:
+def ensure_world(cfg: ClipWorldConfig, recipe: ClipRecipe, log: Callable[[str], None] = print,
+                 secret: str | None = None) -> Path:
     """Build the world and the reference CLIP's scores once (cached, safe across processes)."""
     import hashlib
 
-    key = hashlib.sha256(json.dumps([asdict(cfg), asdict(recipe)], sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([public_fields(cfg), asdict(recipe)], sort_keys=True).encode()).hexdigest()[:12]
     root = curbench_home() / "miniclip" / key
     if (root / "READY").exists():
         return root
@@ -68,7 +70,7 @@ def ensure_world(cfg: ClipWorldConfig, recipe: ClipRecipe, log: Callable[[str], 
             return root
         t0 = time.monotonic()
         log(f"building the MiniCLIP world ({cfg.pool_size} pairs) in {root}")
-        build_world(cfg, root)
+        build_world(cfg, root, secret)
         log("training the reference CLIP on separate clean pairs (for clip_score)")
         score_pool(root, cfg, recipe, log)
         (root / "READY").write_text(json.dumps({"seconds": time.monotonic() - t0}))
@@ -114,11 +116,14 @@ class MiniCLIPTask(CurationTask):
     title = "MiniCLIP: filter a noisy image-caption pool for CLIP training (CPU)"
     pool_kind = "image-caption"
 
-    def __init__(self, preset: str = "default") -> None:
+    def __init__(self, preset: str = "default", secret: str | None = None) -> None:
         if preset not in PRESETS:
             raise ValueError(f"unknown MiniCLIP preset {preset!r}; choose {', '.join(PRESETS)}")
         self.preset = preset
         self.cfg, self.recipe = PRESETS[preset]
+        self._secret = setting(secret, ENV_VAR)  # see envs/world_secret.py; only its id is kept in the config
+        if self._secret:
+            self.cfg = replace(self.cfg, secret_id=secret_id(self._secret))
         self._root: Path | None = None
 
     def prepare(self) -> None:
@@ -130,7 +135,7 @@ class MiniCLIPTask(CurationTask):
         except ImportError as exc:
             raise TaskUnavailable(f"Curation-MiniCLIP-v0 needs the 'clip' extra ({exc.name} is missing): "
                                   "pip install 'curbench-env[clip]'") from None
-        self._root = ensure_world(self.cfg, self.recipe)
+        self._root = ensure_world(self.cfg, self.recipe, secret=self._secret)
 
     @property
     def root(self) -> Path:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from curbench_env.envs.minivqa.scenes import COLOURS, SHAPES, Obj, Scene, corrupt, random_scene, render
+from curbench_env.envs.world_secret import check_secret, public_fields, secret_seed
 
 from curbench_env.audit import LeakageIndex, image_hash
 
@@ -36,9 +37,11 @@ class ClipWorldConfig:
     reference_samples_seen: int = 40_000
     eval_classification: int = 360
     eval_retrieval: int = 400
+    #: Names the world secret (never the secret); "" for the public world (see envs/world_secret.py).
+    secret_id: str = ""
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return hashlib.sha256(json.dumps(public_fields(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
 SPAM = ["buy cheap shapes online free shipping", "best price click here", "stock photo royalty free download",
@@ -58,12 +61,16 @@ def short_caption(scene: Scene, rng: np.random.Generator) -> str:
     return " and ".join(f"a {o.colour} {o.shape}" for o in objs[: int(rng.integers(1, len(objs) + 1))])
 
 
-def build_world(cfg: ClipWorldConfig, out: Path) -> dict[str, Any]:
+def build_world(cfg: ClipWorldConfig, out: Path, secret: str | None = None) -> dict[str, Any]:
     """Write ``out/pool`` (agent-visible, without clip scores yet) and ``out/hidden``."""
     pool_dir, hidden = out / "pool", out / "hidden"
     pool_dir.mkdir(parents=True, exist_ok=True)
     hidden.mkdir(parents=True, exist_ok=True)
-    rng_eval, rng_pool, rng_ref = (np.random.default_rng([cfg.seed, k, 7]) for k in (1, 2, 3))
+    check_secret(secret, cfg.secret_id)
+    # The evaluation sets and the pool (with its noise labels) come from the secret where there is one;
+    # the reference CLIP's pairs stay public.
+    rng_eval, rng_pool = (np.random.default_rng([cfg.seed, k, 7, *secret_seed(secret)]) for k in (1, 2))
+    rng_ref = np.random.default_rng([cfg.seed, 3, 7])
 
     # Evaluation: zero-shot classification of single-object pictures, and retrieval on scenes.
     index = LeakageIndex()

@@ -11,7 +11,8 @@ from typing import Any
 
 from curbench_env.envs.minivqa.pipeline import MiniRecipe, MiniVQAPipeline
 from curbench_env.envs.minivqa.setup import PRESETS, MiniVQAPreset, ensure_world
-from curbench_env.envs.minivqa.world import WorldConfig, audit_texts, secret_id
+from curbench_env.envs.minivqa.world import WorldConfig, audit_texts
+from curbench_env.envs.world_secret import ENV_VAR, secret_id
 
 from curbench_env.audit import LeakageIndex, image_hash
 from curbench_env.errors import TaskUnavailable
@@ -51,7 +52,7 @@ class MiniVQATask(CurationTask):
         changes: dict[str, Any] = {k: v for k, v in
                                    {"pool_size": pool_size, "budget": budget, "seed": seed}.items() if v is not None}
         # The world secret: from the argument or CURBENCH_WORLD_SECRET; only its public id is kept here.
-        self._secret = setting(secret, "CURBENCH_WORLD_SECRET")
+        self._secret = setting(secret, ENV_VAR)
         if self._secret:
             changes["secret_id"] = secret_id(self._secret)
         if changes:

@@ -15,6 +15,7 @@ import numpy as np
 from curbench_env.envs.minivqa import sources as S
 from curbench_env.envs.minivqa.benchmarks import BENCHMARKS, make_items
 from curbench_env.envs.minivqa.scenes import corrupt, random_scene, render
+from curbench_env.envs.world_secret import check_secret, public_fields, secret_seed
 
 from curbench_env.audit import LeakageIndex, conversation_texts, image_hash
 
@@ -35,24 +36,7 @@ class WorldConfig:
     def fingerprint(self) -> str:
         """Stable hash of everything that shapes the world's data (the public world's is unchanged
         by the secret field)."""
-        data = asdict(self)
-        if not data["secret_id"]:
-            del data["secret_id"]
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def secret_id(secret: str) -> str:
-    """A public name of a world secret: tells worlds apart, says nothing of the seeds."""
-    return hashlib.sha256(f"curbench-world-id:{secret}".encode()).hexdigest()[:16]
-
-
-def _secret_seed(secret: str | None) -> list[int]:
-    """Seed material from the secret (none for the public world): what the benchmarks and the pool's
-    defect labels are drawn with, so code and public seed alone cannot regenerate them."""
-    if not secret:
-        return []
-    digest = hashlib.sha256(f"curbench-world-seed:{secret}".encode()).digest()
-    return [int.from_bytes(digest[k:k + 4], "little") for k in range(0, 16, 4)]
+        return hashlib.sha256(json.dumps(public_fields(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _record(id_: str, image: str | None, turns: list[tuple[str, str, str]]) -> dict[str, Any]:
@@ -73,13 +57,12 @@ def build_world(cfg: WorldConfig, out: Path, secret: str | None = None) -> dict[
     With a ``secret`` (matching ``cfg.secret_id``), the benchmarks and the pool (with its defect
     labels) are drawn from it; the stage-1 corpus stays public, so every world shares its recipe.
     """
-    if (secret_id(secret) if secret else "") != cfg.secret_id:
-        raise ValueError("the world secret does not match the world's secret_id")
+    check_secret(secret, cfg.secret_id)
     pool_dir, hidden = out / "pool", out / "hidden"
     pool_dir.mkdir(parents=True, exist_ok=True)
     hidden.mkdir(parents=True, exist_ok=True)
-    rng_eval = np.random.default_rng([cfg.seed, 1, *_secret_seed(secret)])
-    rng_pool = np.random.default_rng([cfg.seed, 2, *_secret_seed(secret)])
+    rng_eval = np.random.default_rng([cfg.seed, 1, *secret_seed(secret)])
+    rng_pool = np.random.default_rng([cfg.seed, 2, *secret_seed(secret)])
     rng_cap = np.random.default_rng([cfg.seed, 3])
 
     # 1. Benchmarks first: their pictures go into the leakage index.
