@@ -28,6 +28,8 @@ OUTBOX = (".curbench", "outbox")
 MAX_REQUEST_BYTES = 16_384
 MAX_NOTE_CHARS = 2_000
 MAX_PATH_CHARS = 4_096
+MAX_REQUESTS_READ = 20
+MAX_OUTBOX_ENTRIES = 10_000
 
 #: A scaffold rule: raises SubmissionError to refuse a parsed selection before training.
 SubmissionCheck = Callable[[Selection], None]
@@ -84,11 +86,17 @@ def take_requests(workspace_dir: Path) -> list[SubmitRequest | SubmissionError]:
     box = fds[-1]
     out: list[SubmitRequest | SubmissionError] = []
     try:
-        for name in sorted(n for n in os.listdir(box) if n.endswith(".json")):
-            try:
-                out.append(SubmitRequest.from_json(_read_no_follow(name, box)))
-            except SubmissionError as exc:
-                out.append(SubmissionError(f"unreadable request in the outbox ({exc}); use the `submit` program"))
+        with os.scandir(box) as entries:  # a flooded outbox is read a bounded slice at a time
+            names = sorted(e.name for _, e in zip(range(MAX_OUTBOX_ENTRIES), entries, strict=False))
+        for k, name in enumerate(names):
+            if k < MAX_REQUESTS_READ and name.endswith(".json"):
+                try:
+                    out.append(SubmitRequest.from_json(_read_no_follow(name, box)))
+                except SubmissionError as exc:
+                    out.append(SubmissionError(f"unreadable request in the outbox ({exc}); use the `submit` program"))
+            elif k == MAX_REQUESTS_READ:
+                out.append(SubmissionError(f"more than {MAX_REQUESTS_READ} files in the outbox; the rest were removed "
+                                           "unread (use the `submit` program)"))
             try:
                 os.unlink(name, dir_fd=box)  # removes a link itself, never its target
             except OSError:

@@ -60,6 +60,18 @@ def test_a_hand_written_request_is_refused_not_raised(make_env, body):
     assert env.observation_space.contains(obs)
 
 
+def test_a_flooded_outbox_is_read_a_bounded_slice_and_refused(make_env):
+    env = make_env()
+    env.reset(seed=0)
+    box = env.run_dir / "workspace" / ".curbench" / "outbox"
+    box.mkdir(parents=True)
+    for k in range(3000):
+        (box / f"{k:05d}.json").write_text('{"path": "nope.txt"}')
+    obs, reward, *_ , info = env.step("true")
+    assert "more than 20 files in the outbox" in obs["output"] and info["iteration"] == 0
+    assert not list(box.iterdir())
+
+
 @pytest.mark.parametrize("suffix,text", [
     ("jsonl", '{"id": ' + "[" * 50_000 + "]" * 50_000 + "}\n"),
     ("json", "[" * 100_000 + "]" * 100_000),
