@@ -133,8 +133,8 @@ def build_base_model(preset: MiniVQAPreset, root: Path, log: Callable[[str], Non
 def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print,
                        secret: str | None = None) -> dict[str, bool] | None:
     """Regenerate the world's base model from its seed (stage-1 alignment), install it, and return
-    which pinned files match the shipped ones byte for byte (None when no model ships for the preset).
-    Signals are recomputed when the model changed."""
+    which pinned files match the shipped ones byte for byte (None when no model ships for the preset;
+    the log says whether it matches the model it replaced). Signals are recomputed when it changed."""
     import shutil
 
     root = ensure_world(preset, log, secret)
@@ -148,8 +148,10 @@ def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print
                    for f in shipped.SHIPPED_SHA256)
         shutil.rmtree(root / "base_model")
         fresh.rename(root / "base_model")
-        if not same:
-            log("the rebuilt model differs from the installed one: recomputing the pool signals")
+        if same:
+            log("the rebuilt model is byte-identical to the one it replaces")
+        else:
+            log("the rebuilt model differs from the one it replaces: recomputing the pool signals")
             compute_signals(root, preset.stage1.device)
     return shipped.compare(root / "base_model") if preset.fingerprint() == shipped.SHIPPED_PRESET else None
 
