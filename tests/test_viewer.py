@@ -100,9 +100,11 @@ def test_a_damaged_run_still_renders_with_a_note(recorded_run):
     with open(recorded_run / "steps.jsonl", "a") as fh:
         fh.write("garbage that is not json\n")
     (recorded_run / "iterations" / "01" / "audit.json").write_text("{broken")
+    (recorded_run / "iterations" / "02" / "manifest.json").write_text("[1, 2")
     files = data_files([recorded_run])
     text = files["data/run-0.js"].decode()
-    assert "unreadable line" in text and "Iteration" not in text  # the note; the page draws the rest
+    assert "unreadable line" in text and "iterations/02/manifest.json is unreadable" in text
+    assert '"iteration": 1' in text  # what can be read is still drawn
     assert "</script" not in text.lower()  # agent text cannot close the data script
 
 

@@ -55,6 +55,24 @@ def _git(run: RunDirectory, *args: str) -> str:
     return out.stdout if out.returncode == 0 else ""
 
 
+def _manifests(root: Path, notes: list[str]) -> list[dict[str, Any]]:
+    """The iteration manifests that can be read; a note for each that cannot."""
+    out = []
+    for d in sorted((root / "iterations").glob("[0-9]*")) if (root / "iterations").is_dir() else []:
+        try:
+            m = json.loads((d / "manifest.json").read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            notes.append(f"iterations/{d.name}/manifest.json is unreadable")
+            continue
+        if isinstance(m, dict) and isinstance(m.get("iteration"), int):
+            out.append(m)
+        else:
+            notes.append(f"iterations/{d.name}/manifest.json is not a manifest")
+    return out
+
+
 def run_summary(root: Path, key: int) -> dict[str, Any]:
     """One line of the comparison table (and what the curves need), reading as little as it can."""
     run = RunDirectory(root)
@@ -63,10 +81,7 @@ def run_summary(root: Path, key: int) -> dict[str, Any]:
         cfg = run.config
     except (OSError, ValueError):
         cfg, notes = {}, ["config.json is missing or unreadable"]
-    try:
-        its = run.iterations()
-    except (OSError, ValueError):
-        its, notes = [], [*notes, "an iteration manifest is unreadable"]
+    its = _manifests(root, notes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         steps = run.steps()
@@ -100,8 +115,8 @@ def run_detail(root: Path, key: int) -> dict[str, Any]:
     initial = _git(run, "rev-list", "--max-parents=0", "HEAD").split()
     previous = initial[-1] if initial else None
     iterations = []
-    for m in run.iterations() if (root / "iterations").exists() else []:
-        d = root / "iterations" / f"{int(m.get('iteration', 0)):02d}"
+    for m in _manifests(root, []):
+        d = root / "iterations" / f"{m['iteration']:02d}"
         commit = m.get("commit")
         diff_stat = patch = ""
         if commit and previous:
