@@ -19,9 +19,9 @@ SHIPPED_PRESET = "7b902aac469a"
 #: sha256 of the files that define the model: the weights, the tokenizer, the model sizes. (The
 #: others, config.json among them, name the transformers version that wrote them.)
 SHIPPED_SHA256 = {
-    "model.safetensors": "",
-    "tokenizer.json": "",
-    "minivqa_model.json": "",
+    "model.safetensors": "f8236b7203aa078700bc0a1b9c66319ad3912ca3f61c6a0458b0102530f8c331",
+    "tokenizer.json": "f03a782cedfec45b0e5b96aa7681fb1077fe19a74327bf47ca4eb630b36608aa",
+    "minivqa_model.json": "a3fe7a0d8d2ea908661d79e9687a8857cf659480674c58262a9866abd18d5c63",
 }
 
 
