@@ -306,6 +306,36 @@ def build_leakage_index(
                   f"questions → {target}")
 
 
+@app.command("mcp")
+def mcp_serve(
+    env: EnvOpt = "Curation-MiniVQA-v0",
+    seed: SeedOpt = 0,
+    backend: BackendOpt = "auto",
+    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/<env>-<time>-s<seed>).")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Iteration budget (default 10).")] = None,
+    scaffold: Annotated[list[str] | None, typer.Option(help="Scaffold wrapper(s) to apply.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Name of the agent, recorded in the run directory.")] = None,
+    http: Annotated[int | None, typer.Option(help="Serve streamable HTTP on 127.0.0.1:PORT instead of stdio.")] = None,
+    task_preset: PresetOpt = None,
+    task_args: TaskArgOpt = None,
+) -> None:
+    """Serve one episode as MCP tools (bash, submit, status, finish) for a coding agent, over stdio or HTTP."""
+    from curbench_env.mcp_server import EpisodeSession, build_server
+
+    e = _make_env(env, backend, run_dir, iterations, scaffold, task_kwargs(task_preset, task_args))
+    session = EpisodeSession(e, seed=seed, agent=agent or ("mcp-http" if http else "mcp-stdio"))
+    try:
+        session.start()
+        err.print(f"curbench mcp: {env} ready; run directory {e.unwrapped.run_dir}")
+        server = build_server(session)
+        if http is not None:
+            server.run("streamable-http", host="127.0.0.1", port=http)
+        else:
+            server.run("stdio")
+    finally:
+        e.close()
+
+
 @app.command()
 def view(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, or folders (sweeps) holding them.")],

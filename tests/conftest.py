@@ -54,3 +54,22 @@ def make_env(tmp_path: Path, tiny_task):
     yield factory
     for env in envs:
         env.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """The tiny preset's world, built once (world, stage-1 model, signals)."""
+    import os
+
+    home = tmp_path_factory.getbasetemp() / "curbench-home"
+    old = os.environ.get("CURBENCH_HOME")
+    os.environ["CURBENCH_HOME"] = str(home)
+    try:
+        from curbench_env.envs.minivqa.setup import PRESETS, ensure_world
+
+        return ensure_world(PRESETS["tiny"], log=lambda m: None)
+    finally:
+        if old is None:
+            os.environ.pop("CURBENCH_HOME", None)
+        else:
+            os.environ["CURBENCH_HOME"] = old

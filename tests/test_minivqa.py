@@ -18,25 +18,6 @@ from curbench_env.envs.minivqa.scenes import random_scene, render  # noqa: E402
 from curbench_env.envs.minivqa.world import WorldConfig, build_world  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def tiny_world(tmp_path_factory):
-    """The tiny preset's world, built once (world, stage-1 model, signals)."""
-    import os
-
-    home = tmp_path_factory.getbasetemp() / "curbench-home"
-    old = os.environ.get("CURBENCH_HOME")
-    os.environ["CURBENCH_HOME"] = str(home)
-    try:
-        from curbench_env.envs.minivqa.setup import PRESETS, ensure_world
-
-        return ensure_world(PRESETS["tiny"], log=lambda m: None)
-    finally:
-        if old is None:
-            os.environ.pop("CURBENCH_HOME", None)
-        else:
-            os.environ["CURBENCH_HOME"] = old
-
-
 def test_world_is_deterministic_for_a_seed(tmp_path):
     cfg = WorldConfig(pool_size=300, eval_items_per_benchmark=5, stage1_captions=10)
     build_world(cfg, tmp_path / "a")

@@ -1,0 +1,122 @@
+"""`curbench mcp`: one episode served as MCP tools, the front door for coding agents (Claude Code,
+Codex, OpenHands and any other MCP client).
+
+Tools: ``bash`` (one shell command in the episode's sandbox, exactly a ``step``), ``submit`` (a file
+of the workspace with its note), ``status`` (iteration, budget, scores) and ``finish`` (ends the
+episode; not ``done``, which is a bash reserved word). Every call that acts goes through
+``env.step``, so the run directory records MCP sessions exactly as any other (``inspect``,
+``report``, ``view``, diagnostics and ``resume`` read them unchanged).
+
+Slow submissions: ``submit`` waits for the score (training takes seconds to minutes). A client
+that gives up first loses nothing: the call runs in a worker thread that finishes and records the
+scored iteration, and ``status`` reports it. Launchers raise their client's tool timeout above the
+scoring time (``MCP_TOOL_TIMEOUT`` for Claude Code, ``tool_timeout_sec`` for Codex).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import sys
+import threading
+from typing import Any
+
+import gymnasium as gym
+
+#: The episode's tools (names the launchers allow).
+TOOL_NAMES = ("bash", "submit", "status", "finish")
+
+
+class EpisodeSession:
+    """One episode behind a lock: the state the MCP tools share."""
+
+    def __init__(self, env: gym.Env, *, seed: int = 0, agent: str | None = None) -> None:
+        self.env = env
+        self.seed = seed
+        self.agent = agent
+        self.lock = threading.Lock()
+        self.info: dict[str, Any] = {}
+        self.brief = ""
+        self.ended = False
+        self.last_scored: dict[str, Any] | None = None
+
+    def start(self) -> str:
+        """Reset the env (the world is built here on first use; its log goes to stderr, never to a
+        stdio protocol channel); returns the first observation, the agent's brief."""
+        with self.lock, contextlib.redirect_stdout(sys.stderr):
+            obs, self.info = self.env.reset(seed=self.seed, options={"agent": self.agent} if self.agent else None)
+        self.brief = obs["output"]
+        return self.brief
+
+    def step(self, action: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One ``env.step``; an error the tool reports once the episode is over."""
+        from mcp.server.mcpserver.exceptions import ToolError
+
+        with self.lock:
+            if self.ended:
+                raise ToolError("the episode has ended; nothing more can be run or submitted")
+            with contextlib.redirect_stdout(sys.stderr):
+                obs, _, terminated, truncated, self.info = self.env.step(action)
+            self.ended = bool(terminated or truncated)
+            sub = self.info.get("submission")
+            if sub and sub.get("status") == "scored":
+                self.last_scored = sub
+            return obs, self.info
+
+    def status(self) -> dict[str, Any]:
+        """Where the episode stands (read only: no step is recorded)."""
+        info = self.info
+        out = {k: info.get(k) for k in ("iteration", "budget_left", "best_score", "best_iteration", "base_score",
+                                        "last_score", "steps", "submission_budget", "submission_rules")}
+        out["ended"] = self.ended
+        if self.last_scored:
+            out["last_scored"] = {k: self.last_scored.get(k) for k in ("iteration", "file", "average", "scores",
+                                                                        "reward", "note")}
+        return out
+
+
+def build_server(session: EpisodeSession) -> Any:
+    """An ``MCPServer`` with the episode's tools; its instructions are the agent's brief."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    server = MCPServer(name="curbench", instructions=session.brief or None)
+
+    @server.tool()
+    def bash(command: str) -> str:
+        """Run one shell command in the curation workspace (cwd and exported variables persist).
+
+        The candidate pool is read-only at $POOL; write selection scripts and files here. Output is
+        capped; long jobs must run in the foreground. Returns the output and the exit code.
+        """
+        obs, _ = session.step(command)
+        return f"{obs['output'].rstrip()}\n[exit code {int(obs['exit_code'])}]"
+
+    @server.tool()
+    def submit(path: str, note: str = "") -> str:
+        """Submit a file of selected examples (a workspace path) for training and scoring.
+
+        ``note`` says what the selection policy does (scaffolds require a declaration there, e.g.
+        "cite: el2n | instantiate: ... | adapt: ..."). Returns the per-benchmark scores; a refused
+        submission (format, budget, audit, scaffold rule) is an error that says why.
+        """
+        command = f"submit {shlex.quote(path)}" + (f" --note {shlex.quote(note)}" if note else "")
+        obs, info = session.step(command)
+        sub = info.get("submission")
+        if not sub or sub.get("status") != "scored":
+            raise ToolError(obs["output"])
+        return obs["output"]
+
+    @server.tool()
+    def status() -> dict[str, Any]:
+        """The episode's state: iteration, submissions left, best and last scores, per-benchmark scores
+        of the last scored submission, whether the episode has ended."""
+        return session.status()
+
+    @server.tool()
+    def finish() -> str:
+        """End the curation session (the best score so far is the result)."""
+        obs, _ = session.step("done")
+        return obs["output"]
+
+    return server
