@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from curbench_env.console import make_console
+from curbench_env.errors import CurbenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Curation-Bench as a Gymnasium environment: curate training data through a terminal.")
@@ -68,7 +69,6 @@ def _usage_errors() -> tuple[type[Exception], ...]:
 
 def main() -> None:
     """Entry point: user errors become one clear line; crashes a line and a log path."""
-    from curbench_env.errors import CurbenchError
 
     try:
         app(standalone_mode=False)
@@ -148,7 +148,8 @@ def setup(env: Annotated[str, typer.Argument(help="Env id to prepare.")] = "Cura
 @app.command()
 def run(
     env: EnvOpt = "Curation-MiniVQA-v0",
-    agent: Annotated[str, typer.Option(help="curator | scripted:NAME | litellm:MODEL | module:Class")] = "curator",
+    agent: Annotated[str, typer.Option(help="curator | scripted:NAME | litellm:MODEL | module:Class | "
+                                             "claude-code[:MODEL] | codex[:MODEL]")] = "curator",
     seed: SeedOpt = 0,
     backend: BackendOpt = "auto",
     run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/<env>-<time>-s<seed>).")] = None,
@@ -156,10 +157,22 @@ def run(
     scaffold: Annotated[list[str] | None, typer.Option(help="Scaffold wrapper(s) to apply.")] = None,
     task_preset: PresetOpt = None,
     task_args: TaskArgOpt = None,
+    agent_base_url: Annotated[str | None, typer.Option(
+        help="Model endpoint for claude-code/codex (a proxy or local server; default: the provider's)")] = None,
+    wall_clock: Annotated[float, typer.Option(help="claude-code/codex: stop the agent after this many seconds.")] = 7200,
 ) -> None:
     """Run one curation session with an agent and print the iterations table."""
     from curbench_env.agents import load_policy
+    from curbench_env.agents.cli_agents import is_cli_agent
     from curbench_env.runner import run_episode
+
+    if is_cli_agent(agent):
+        from curbench_env.cli_serve import run_cli_agent
+
+        run_cli_agent(env, agent, seed, backend, run_dir, iterations, scaffold,
+                       [*([f"preset={task_preset}"] if task_preset else []), *(task_args or [])], agent_base_url,
+                       wall_clock)
+        return
 
     policy = load_policy(agent, seed=seed)
     console.print(f"[bold]{env}[/] · agent {escape(agent)} · seed {seed} · preparing (first use builds the world) ...")
@@ -306,62 +319,6 @@ def build_leakage_index(
                   f"questions → {target}")
 
 
-@app.command("mcp")
-def mcp_serve(
-    env: EnvOpt = "Curation-MiniVQA-v0",
-    seed: SeedOpt = 0,
-    backend: BackendOpt = "auto",
-    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/<env>-<time>-s<seed>).")] = None,
-    iterations: Annotated[int | None, typer.Option(help="Iteration budget (default 10).")] = None,
-    scaffold: Annotated[list[str] | None, typer.Option(help="Scaffold wrapper(s) to apply.")] = None,
-    agent: Annotated[str | None, typer.Option(help="Name of the agent, recorded in the run directory.")] = None,
-    http: Annotated[int | None, typer.Option(help="Serve streamable HTTP on 127.0.0.1:PORT instead of stdio.")] = None,
-    task_preset: PresetOpt = None,
-    task_args: TaskArgOpt = None,
-) -> None:
-    """Serve one episode as MCP tools (bash, submit, status, finish) for a coding agent, over stdio or HTTP."""
-    from curbench_env.mcp_server import EpisodeSession, build_server
-
-    e = _make_env(env, backend, run_dir, iterations, scaffold, task_kwargs(task_preset, task_args))
-    session = EpisodeSession(e, seed=seed, agent=agent or ("mcp-http" if http else "mcp-stdio"))
-    try:
-        session.start()
-        err.print(f"curbench mcp: {env} ready; run directory {e.unwrapped.run_dir}")
-        server = build_server(session)
-        if http is not None:
-            server.run("streamable-http", host="127.0.0.1", port=http)
-        else:
-            server.run("stdio")
-    finally:
-        e.close()
-
-
-@app.command()
-def view(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, or folders (sweeps) holding them.")],
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
-    export: Annotated[Path | None, typer.Option(help="Write the page and its data to this folder instead.")] = None,
-) -> None:
-    """A web page of runs: timeline, iterations, policy diffs, diagnostics; live while a run goes on."""
-    from curbench_env.viewer import export as export_page
-    from curbench_env.viewer import find_runs, serve
-
-    runs = find_runs(run_dirs)
-    if not runs:
-        raise ValueError("no run directories found in " + ", ".join(str(p) for p in run_dirs))
-    if export is not None:
-        export_page(runs, export)
-        console.print(f"wrote {len(runs)} run(s) to {export}; open {export / 'index.html'} in a browser")
-        return
-    def ready(_server: Any) -> None:
-        console.print(f"serving {len(runs)} run(s) on [bold]http://127.0.0.1:{port}/[/] (Ctrl-C to stop)")
-
-    try:
-        serve(runs, port, ready=ready)
-    except OSError as exc:
-        raise ValueError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); choose another --port") from None
-
-
 @app.command()
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to compare.")],
@@ -375,6 +332,12 @@ def report(
     console.print("wrote " + ", ".join(str(f) for f in files))
 
 
+# The serving front doors (`curbench mcp`, `curbench view`) register themselves on the same app.
+from curbench_env import cli_serve  # noqa: E402,F401
+
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    main()
+    # `python -m curbench_env.cli`: run the module as imported, whose app has every command registered.
+    from curbench_env.cli import main as _main
+
+    _main()

@@ -1,7 +1,8 @@
 """`curbench mcp`: one episode served as MCP tools, the front door for coding agents (Claude Code,
 Codex, OpenHands and any other MCP client).
 
-Tools: ``bash`` (one shell command in the episode's sandbox, exactly a ``step``), ``submit`` (a file
+Tools: ``brief`` (the task README, the rules and any scaffold's text: the session's first
+observation, also the server's instructions), ``bash`` (one shell command in the episode's sandbox, exactly a ``step``), ``submit`` (a file
 of the workspace with its note), ``status`` (iteration, budget, scores) and ``finish`` (ends the
 episode; not ``done``, which is a bash reserved word). Every call that acts goes through
 ``env.step``, so the run directory records MCP sessions exactly as any other (``inspect``,
@@ -15,16 +16,14 @@ scoring time (``MCP_TOOL_TIMEOUT`` for Claude Code, ``tool_timeout_sec`` for Cod
 
 from __future__ import annotations
 
-import contextlib
 import shlex
-import sys
 import threading
 from typing import Any
 
 import gymnasium as gym
 
 #: The episode's tools (names the launchers allow).
-TOOL_NAMES = ("bash", "submit", "status", "finish")
+TOOL_NAMES = ("brief", "bash", "submit", "status", "finish")
 
 
 class EpisodeSession:
@@ -39,24 +38,51 @@ class EpisodeSession:
         self.brief = ""
         self.ended = False
         self.last_scored: dict[str, Any] | None = None
+        self.ready = threading.Event()
+        self.failure: str | None = None
+
+    def start_in_background(self) -> None:
+        """Start the episode in a thread, so the server answers the client's handshake at once (a
+        first world build takes minutes, longer than clients wait for a server to come up); tools
+        wait for it."""
+
+        def run() -> None:
+            try:
+                self.start()
+            except Exception as exc:  # TaskUnavailable and the like: every tool call reports it
+                self.failure = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.ready.set()
+
+        threading.Thread(target=run, name="curbench-episode-start", daemon=True).start()
+
+    def wait_ready(self) -> None:
+        """Block until the episode has started; a tool error if it could not."""
+        from mcp.server.mcpserver.exceptions import ToolError
+
+        self.ready.wait()
+        if self.failure:
+            raise ToolError(f"the episode could not start: {self.failure}")
 
     def start(self) -> str:
-        """Reset the env (the world is built here on first use; its log goes to stderr, never to a
-        stdio protocol channel); returns the first observation, the agent's brief."""
-        with self.lock, contextlib.redirect_stdout(sys.stderr):
+        """Reset the env (the world is built here on first use); returns the first observation, the
+        agent's brief. (Over stdio the SDK's transport points fd 1 at stderr while it serves, so what
+        the world build prints never reaches the protocol channel.)"""
+        with self.lock:
             obs, self.info = self.env.reset(seed=self.seed, options={"agent": self.agent} if self.agent else None)
         self.brief = obs["output"]
+        self.ready.set()
         return self.brief
 
     def step(self, action: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """One ``env.step``; an error the tool reports once the episode is over."""
         from mcp.server.mcpserver.exceptions import ToolError
 
+        self.wait_ready()
         with self.lock:
             if self.ended:
                 raise ToolError("the episode has ended; nothing more can be run or submitted")
-            with contextlib.redirect_stdout(sys.stderr):
-                obs, _, terminated, truncated, self.info = self.env.step(action)
+            obs, _, terminated, truncated, self.info = self.env.step(action)
             self.ended = bool(terminated or truncated)
             sub = self.info.get("submission")
             if sub and sub.get("status") == "scored":
@@ -65,6 +91,7 @@ class EpisodeSession:
 
     def status(self) -> dict[str, Any]:
         """Where the episode stands (read only: no step is recorded)."""
+        self.wait_ready()
         info = self.info
         out = {k: info.get(k) for k in ("iteration", "budget_left", "best_score", "best_iteration", "base_score",
                                         "last_score", "steps", "submission_budget", "submission_rules")}
@@ -80,7 +107,14 @@ def build_server(session: EpisodeSession) -> Any:
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
 
-    server = MCPServer(name="curbench", instructions=session.brief or None)
+    server = MCPServer(name="curbench", instructions=session.brief or "Call the `brief` tool first: the task and its rules.")
+
+    @server.tool()
+    def brief() -> str:
+        """The task: the curation README, the submission rules and budget, and any scaffold protocol.
+        Read it first."""
+        session.wait_ready()
+        return session.brief
 
     @server.tool()
     def bash(command: str) -> str:

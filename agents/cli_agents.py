@@ -1,0 +1,183 @@
+"""Coding-agent CLIs as curbench agents: Claude Code and Codex drive an episode through `curbench mcp`.
+
+The launcher writes the CLI's MCP configuration (the episode server is `curbench mcp` over stdio,
+started by the CLI itself, recording to a run directory the launcher chose), allows only the
+curbench tools, starts the real binary with the task prompt, stops it at the wall-clock limit, and
+keeps its event stream (``agent/transcript.jsonl``), token counts and cost (``usage.json``) in the
+run directory. Provider keys stay in the CLI's environment: the sandbox starts with a bare one.
+
+``--agent claude-code[:MODEL]``: ``claude -p PROMPT --output-format stream-json`` with built-in
+tools off (otherwise Claude hides MCP tools behind a tool search). ``--agent codex[:MODEL]``:
+``codex exec --json`` with the server ``required`` (Codex silently drops an MCP server that starts
+in more than about a second, and a first world build takes longer). ``base_url`` points either at
+a compatible endpoint (a proxy, a local model server); the tests use a scripted fake provider.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curbench_env.errors import CurbenchError
+
+PROMPT = """You are a data-curation agent. A fixed model is fine-tuned on the subset of a candidate pool you
+submit and scored on held-out benchmarks; your goal is the best score within the iteration budget.
+Work only through the curbench tools: call `brief` first (the task, the rules, the budget), then use
+`bash` to inspect the pool and write selection scripts in the workspace, `submit` a file of ids with
+a note saying what the policy does, read the per-benchmark scores, revise, and call `finish` when
+you are done."""
+
+
+@dataclass
+class CLIAgentRun:
+    """What a launcher needs: the episode server's command and where to record."""
+
+    run_dir: Path
+    server_args: list[str]
+    model: str | None = None
+    base_url: str | None = None
+    wall_clock_s: float = 3600.0
+    tool_timeout_s: float = 1800.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def server_command(env_id: str, run_dir: Path, *, seed: int, agent: str, backend: str = "auto",
+                   iterations: int | None = None, scaffolds: list[str] | None = None,
+                   task_args: list[str] | None = None) -> list[str]:
+    """The `curbench mcp` command line (run with this interpreter) that serves the episode."""
+    args = [sys.executable, "-m", "curbench_env.cli", "mcp", "--env", env_id, "--run-dir", str(run_dir),
+            "--seed", str(seed), "--agent", agent, "--backend", backend]
+    if iterations is not None:
+        args += ["--iterations", str(iterations)]
+    for s in scaffolds or []:
+        args += ["--scaffold", s]
+    for t in task_args or []:
+        args += ["--task-arg", t]
+    return args
+
+
+def _run(argv: list[str], env: dict[str, str], cwd: Path, transcript: Path, wall_clock_s: float) -> int:
+    """Run the CLI, its event stream into ``transcript``; kill it at the wall clock. Its exit code."""
+    transcript.parent.mkdir(parents=True, exist_ok=True)
+    with open(transcript, "wb") as out, open(transcript.with_suffix(".stderr.log"), "wb") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=wall_clock_s)
+        except subprocess.TimeoutExpired:
+            import signal
+
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return -9
+
+
+def _events(transcript: Path) -> list[dict[str, Any]]:
+    events = []
+    for line in transcript.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def _binary(name: str, package: str) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        raise CurbenchError(f"the `{name}` CLI is not installed: npm install -g {package}")
+    return exe
+
+
+def run_claude_code(run: CLIAgentRun) -> dict[str, Any]:
+    """Claude Code on the episode; returns its usage (tokens, cost, turns)."""
+    exe = _binary("claude", "@anthropic-ai/claude-code")
+    work = Path(tempfile.mkdtemp(prefix="curbench-claude-"))
+    config = {"mcpServers": {"curbench": {"command": run.server_args[0], "args": run.server_args[1:],
+                                          "env": {k: v for k, v in os.environ.items() if k.startswith("CURBENCH_")}}}}
+    (work / "mcp.json").write_text(json.dumps(config))
+    argv = [exe, "-p", PROMPT, "--output-format", "stream-json", "--verbose", "--mcp-config", str(work / "mcp.json"),
+            "--strict-mcp-config", "--tools", "", "--allowedTools", "mcp__curbench__*"]
+    if run.model:
+        argv += ["--model", run.model]
+    # Blocking MCP connection: in print mode Claude otherwise sends its first request before the
+    # episode server is up, with no tools at all.
+    env = {**os.environ, "MCP_TOOL_TIMEOUT": str(int(run.tool_timeout_s * 1000)), "MCP_TIMEOUT": "900000",
+           "MCP_CONNECT_TIMEOUT_MS": "900000", "MCP_CONNECTION_NONBLOCKING": "false", "DISABLE_AUTOUPDATER": "1",
+           **run.extra_env}
+    if os.geteuid() == 0:
+        env["IS_SANDBOX"] = "1"  # Claude Code refuses to run as root otherwise
+    if run.base_url:
+        env["ANTHROPIC_BASE_URL"] = run.base_url
+    transcript = run.run_dir / "agent" / "transcript.jsonl"
+    code = _run(argv, env, work, transcript, run.wall_clock_s)
+    result = next((e for e in reversed(_events(transcript)) if e.get("type") == "result"), {})
+    usage = result.get("usage") or {}
+    return {"agent": "claude-code", "model": run.model, "exit_code": code, "turns": result.get("num_turns"),
+            "prompt_tokens": usage.get("input_tokens", 0), "completion_tokens": usage.get("output_tokens", 0),
+            "cost_usd": result.get("total_cost_usd", 0.0)}
+
+
+def run_codex(run: CLIAgentRun) -> dict[str, Any]:
+    """Codex on the episode; returns its usage (tokens, turns)."""
+    exe = _binary("codex", "@openai/codex")
+    home = Path(tempfile.mkdtemp(prefix="curbench-codex-"))
+    lines = []
+    if run.model:
+        lines.append(f"model = {json.dumps(run.model)}")
+    if run.base_url:
+        lines += ['model_provider = "curbench"', "", "[model_providers.curbench]", 'name = "curbench"',
+                  f"base_url = {json.dumps(run.base_url.rstrip('/') + '/v1')}", 'wire_api = "responses"',
+                  'env_key = "OPENAI_API_KEY"']
+    server_env = {k: v for k, v in os.environ.items() if k.startswith("CURBENCH_")}
+    # Codex's own shell would run on the host, outside the episode's sandbox (and could read the hidden
+    # data): it is switched off; the agent acts only through the curbench tools, approved in advance.
+    lines += ["", "[features]", "shell_tool = false", "unified_exec = false", "view_image = false"]
+    lines += ["", "[mcp_servers.curbench]", f"command = {json.dumps(run.server_args[0])}",
+              f"args = {json.dumps(run.server_args[1:])}", "required = true", "startup_timeout_sec = 900",
+              f"tool_timeout_sec = {int(run.tool_timeout_s)}", 'default_tools_approval_mode = "approve"']
+    if server_env:
+        lines += ["[mcp_servers.curbench.env]", *[f"{k} = {json.dumps(v)}" for k, v in server_env.items()]]
+    (home / "config.toml").write_text("\n".join(lines) + "\n")
+    work = home / "work"
+    work.mkdir()
+    argv = [exe, "exec", "--json", "--skip-git-repo-check", PROMPT]
+    env = {**os.environ, "CODEX_HOME": str(home), **run.extra_env}
+    env.setdefault("OPENAI_API_KEY", os.environ.get("OPENAI_API_KEY", ""))
+    transcript = run.run_dir / "agent" / "transcript.jsonl"
+    code = _run(argv, env, work, transcript, run.wall_clock_s)
+    events = _events(transcript)
+    tokens = [e.get("usage") or {} for e in events if e.get("type") == "turn.completed"]
+    return {"agent": "codex", "model": run.model, "exit_code": code, "turns": len(tokens),
+            "prompt_tokens": sum(int(u.get("input_tokens") or 0) for u in tokens),
+            "completion_tokens": sum(int(u.get("output_tokens") or 0) for u in tokens), "cost_usd": None}
+
+
+LAUNCHERS = {"claude-code": run_claude_code, "codex": run_codex}
+
+
+def is_cli_agent(spec: str) -> bool:
+    """Whether ``spec`` (``claude-code[:MODEL]``, ``codex[:MODEL]``) names a CLI agent."""
+    return spec.partition(":")[0] in LAUNCHERS
+
+
+def launch(spec: str, run: CLIAgentRun) -> dict[str, Any]:
+    """Run the CLI agent named by ``spec`` on the episode ``run`` describes; writes usage.json."""
+    name, _, model = spec.partition(":")
+    run.model = run.model or model or None
+    t0 = time.monotonic()
+    usage = LAUNCHERS[name](run)
+    usage["elapsed_s"] = round(time.monotonic() - t0, 1)
+    if (run.run_dir / "config.json").exists():
+        (run.run_dir / "usage.json").write_text(json.dumps(usage, indent=2))
+    return usage

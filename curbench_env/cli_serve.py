@@ -1,0 +1,102 @@
+"""The CLI's serving front doors: `curbench mcp` (an episode for a coding agent), the coding-agent
+launcher behind `curbench run --agent claude-code|codex`, and `curbench view` (runs in a browser)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from curbench_env.cli import (
+    BackendOpt,
+    EnvOpt,
+    PresetOpt,
+    SeedOpt,
+    TaskArgOpt,
+    _make_env,
+    _print_iterations,
+    app,
+    console,
+    task_kwargs,
+)
+from curbench_env.errors import CurbenchError
+
+
+def run_cli_agent(env: str, agent: str, seed: int, backend: str, run_dir: Path | None, iterations: int | None,
+                   scaffolds: list[str] | None, task_args: list[str], base_url: str | None, wall_clock: float) -> None:
+    """A coding-agent CLI drives the episode through `curbench mcp` (see curbench_env.agents.cli_agents)."""
+    from curbench_env.agents.cli_agents import CLIAgentRun, launch, server_command
+    from curbench_env.registry import env_entry
+    from curbench_env.trajectory import default_run_dir
+
+    env_entry(env)  # an unknown id is one clear line before anything starts
+    target = run_dir or default_run_dir(env, seed)
+    args = server_command(env, target, seed=seed, agent=agent, backend=backend, iterations=iterations,
+                          scaffolds=scaffolds, task_args=task_args)
+    console.print(f"[bold]{env}[/] · agent {escape(agent)} · seed {seed} · the agent drives the episode through "
+                  f"`curbench mcp` (transcript in {target / 'agent'})")
+    usage = launch(agent, CLIAgentRun(run_dir=target, server_args=args, base_url=base_url, wall_clock_s=wall_clock))
+    if not (target / "config.json").exists():
+        raise CurbenchError(f"{agent} ended without starting the episode (exit {usage['exit_code']}); "
+                            f"see {target / 'agent' / 'transcript.stderr.log'}")
+    _print_iterations(target)
+    console.print(f"{escape(agent)}: {usage['turns']} turns, {usage['prompt_tokens']} prompt / "
+                  f"{usage['completion_tokens']} completion tokens in {usage['elapsed_s']}s · run directory: "
+                  f"[bold]{target}[/]")
+
+
+@app.command("mcp")
+def mcp_serve(
+    env: EnvOpt = "Curation-MiniVQA-v0",
+    seed: SeedOpt = 0,
+    backend: BackendOpt = "auto",
+    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/<env>-<time>-s<seed>).")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Iteration budget (default 10).")] = None,
+    scaffold: Annotated[list[str] | None, typer.Option(help="Scaffold wrapper(s) to apply.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Name of the agent, recorded in the run directory.")] = None,
+    http: Annotated[int | None, typer.Option(help="Serve streamable HTTP on 127.0.0.1:PORT instead of stdio.")] = None,
+    task_preset: PresetOpt = None,
+    task_args: TaskArgOpt = None,
+) -> None:
+    """Serve one episode as MCP tools (bash, submit, status, finish) for a coding agent, over stdio or HTTP."""
+    from curbench_env.mcp_server import EpisodeSession, build_server
+
+    e = _make_env(env, backend, run_dir, iterations, scaffold, task_kwargs(task_preset, task_args))
+    session = EpisodeSession(e, seed=seed, agent=agent or ("mcp-http" if http else "mcp-stdio"))
+    try:
+        session.start_in_background()  # the handshake is answered while the world loads
+        server = build_server(session)
+        if http is not None:
+            server.run("streamable-http", host="127.0.0.1", port=http)
+        else:
+            server.run("stdio")
+    finally:
+        e.close()
+
+
+@app.command()
+def view(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, or folders (sweeps) holding them.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+    export: Annotated[Path | None, typer.Option(help="Write the page and its data to this folder instead.")] = None,
+) -> None:
+    """A web page of runs: timeline, iterations, policy diffs, diagnostics; live while a run goes on."""
+    from curbench_env.viewer import export as export_page
+    from curbench_env.viewer import find_runs, serve
+
+    runs = find_runs(run_dirs)
+    if not runs:
+        raise ValueError("no run directories found in " + ", ".join(str(p) for p in run_dirs))
+    if export is not None:
+        export_page(runs, export)
+        console.print(f"wrote {len(runs)} run(s) to {export}; open {export / 'index.html'} in a browser")
+        return
+    def ready(_server: Any) -> None:
+        console.print(f"serving {len(runs)} run(s) on [bold]http://127.0.0.1:{port}/[/] (Ctrl-C to stop)")
+
+    try:
+        serve(runs, port, ready=ready)
+    except OSError as exc:
+        raise ValueError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); choose another --port") from None
