@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,8 +74,6 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path, transcript: Path, wall
         try:
             return proc.wait(timeout=wall_clock_s)
         except subprocess.TimeoutExpired:
-            import signal
-
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             return -9
@@ -92,6 +91,11 @@ def _events(transcript: Path) -> list[dict[str, Any]]:
     return events
 
 
+def _server_env() -> dict[str, str]:
+    """What the episode server needs from the launcher's environment (where worlds and runs live)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("CURBENCH_")}
+
+
 def _binary(name: str, package: str) -> str:
     exe = shutil.which(name)
     if exe is None:
@@ -104,7 +108,7 @@ def run_claude_code(run: CLIAgentRun) -> dict[str, Any]:
     exe = _binary("claude", "@anthropic-ai/claude-code")
     work = Path(tempfile.mkdtemp(prefix="curbench-claude-"))
     config = {"mcpServers": {"curbench": {"command": run.server_args[0], "args": run.server_args[1:],
-                                          "env": {k: v for k, v in os.environ.items() if k.startswith("CURBENCH_")}}}}
+                                          "env": _server_env()}}}
     (work / "mcp.json").write_text(json.dumps(config))
     argv = [exe, "-p", PROMPT, "--output-format", "stream-json", "--verbose", "--mcp-config", str(work / "mcp.json"),
             "--strict-mcp-config", "--tools", "", "--allowedTools", "mcp__curbench__*"]
@@ -139,7 +143,7 @@ def run_codex(run: CLIAgentRun) -> dict[str, Any]:
         lines += ['model_provider = "curbench"', "", "[model_providers.curbench]", 'name = "curbench"',
                   f"base_url = {json.dumps(run.base_url.rstrip('/') + '/v1')}", 'wire_api = "responses"',
                   'env_key = "OPENAI_API_KEY"']
-    server_env = {k: v for k, v in os.environ.items() if k.startswith("CURBENCH_")}
+    server_env = _server_env()
     # Codex's own shell would run on the host, outside the episode's sandbox (and could read the hidden
     # data): it is switched off; the agent acts only through the curbench tools, approved in advance.
     lines += ["", "[features]", "shell_tool = false", "unified_exec = false", "view_image = false"]
