@@ -167,20 +167,44 @@ def run_codex(run: CLIAgentRun) -> dict[str, Any]:
             "completion_tokens": sum(int(u.get("output_tokens") or 0) for u in tokens), "cost_usd": None}
 
 
+def run_mcp_command(run: CLIAgentRun, command: str) -> dict[str, Any]:
+    """Any MCP client (OpenHands, a custom agent): ``command`` is run by a shell in a scratch folder,
+    with ``{mcp_config}`` replaced by the path of an MCP configuration file (the common
+    ``{"mcpServers": {"curbench": {"command", "args", "env"}}}`` form) and the same path in
+    ``$CURBENCH_MCP_CONFIG``, and ``{prompt}`` by the quoted task prompt."""
+    import shlex
+
+    work = Path(tempfile.mkdtemp(prefix="curbench-mcp-client-"))
+    config = {"mcpServers": {"curbench": {"command": run.server_args[0], "args": run.server_args[1:],
+                                          "env": _server_env()}}}
+    (work / "mcp.json").write_text(json.dumps(config))
+    line = command.replace("{mcp_config}", shlex.quote(str(work / "mcp.json"))).replace("{prompt}", shlex.quote(PROMPT))
+    env = {**os.environ, "CURBENCH_MCP_CONFIG": str(work / "mcp.json"), **run.extra_env}
+    code = _run(["bash", "-c", line], env, work, run.run_dir / "agent" / "transcript.jsonl", run.wall_clock_s)
+    return {"agent": "mcp-cmd", "command": command, "exit_code": code, "turns": None, "prompt_tokens": None,
+            "completion_tokens": None, "cost_usd": None}
+
+
 LAUNCHERS = {"claude-code": run_claude_code, "codex": run_codex}
 
 
 def is_cli_agent(spec: str) -> bool:
-    """Whether ``spec`` (``claude-code[:MODEL]``, ``codex[:MODEL]``) names a CLI agent."""
-    return spec.partition(":")[0] in LAUNCHERS
+    """Whether ``spec`` (``claude-code[:MODEL]``, ``codex[:MODEL]``, ``mcp-cmd:COMMAND``) names a CLI agent."""
+    name = spec.partition(":")[0]
+    return name in LAUNCHERS or name == "mcp-cmd"
 
 
 def launch(spec: str, run: CLIAgentRun) -> dict[str, Any]:
     """Run the CLI agent named by ``spec`` on the episode ``run`` describes; writes usage.json."""
-    name, _, model = spec.partition(":")
-    run.model = run.model or model or None
+    name, _, rest = spec.partition(":")
     t0 = time.monotonic()
-    usage = LAUNCHERS[name](run)
+    if name == "mcp-cmd":
+        if not rest.strip():
+            raise CurbenchError('mcp-cmd needs a command: --agent \'mcp-cmd:my-agent --mcp-config {mcp_config}\'')
+        usage = run_mcp_command(run, rest)
+    else:
+        run.model = run.model or rest or None
+        usage = LAUNCHERS[name](run)
     usage["elapsed_s"] = round(time.monotonic() - t0, 1)
     if (run.run_dir / "config.json").exists():
         (run.run_dir / "usage.json").write_text(json.dumps(usage, indent=2))

@@ -66,3 +66,18 @@ def test_curbench_run_with_a_cli_agent_completes_an_episode(agent, binary, tiny_
     report = subprocess.run([sys.executable, "-m", "curbench_env.cli", "report", str(run_dir), "--out",
                              str(tmp_path / "report")], capture_output=True, text=True, timeout=300, env=env)
     assert report.returncode == 0 and (tmp_path / "report" / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_any_mcp_client_runs_an_episode_with_mcp_cmd(tiny_world, tmp_path):
+    run_dir = tmp_path / "run"
+    client = f"{sys.executable} {os.path.join(os.path.dirname(__file__), 'mcp_client_agent.py')} {{mcp_config}}"
+    env = {**os.environ, "CURBENCH_HOME": str(tiny_world.parent.parent)}
+    out = subprocess.run([sys.executable, "-m", "curbench_env.cli", "run", "--agent", f"mcp-cmd:{client}", "--env",
+                          "Curation-MiniVQA-v0", "--preset", "tiny", "--iterations", "2", "--backend", "local",
+                          "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    transcript = (run_dir / "agent" / "transcript.jsonl").read_text()
+    assert '"submitted": true' in transcript and all(t in transcript for t in TOOL_NAMES)
+    assert [m["iteration"] for m in RunDirectory(run_dir).iterations()] == [1]
+    assert RunDirectory(run_dir).steps()[-1]["terminated"]  # `finish` ended it
