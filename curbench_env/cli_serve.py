@@ -42,9 +42,9 @@ def run_cli_agent(env: str, agent: str, seed: int, backend: str, run_dir: Path |
         raise CurbenchError(f"{agent} ended without starting the episode (exit {usage['exit_code']}); "
                             f"see {target / 'agent' / 'transcript.stderr.log'}")
     _print_iterations(target)
-    console.print(f"{escape(agent)}: {usage['turns']} turns, {usage['prompt_tokens']} prompt / "
-                  f"{usage['completion_tokens']} completion tokens in {usage['elapsed_s']}s · run directory: "
-                  f"[bold]{target}[/]")
+    tokens = (f"{usage['turns']} turns, {usage['prompt_tokens']} prompt / {usage['completion_tokens']} completion "
+              "tokens, " if usage.get("prompt_tokens") is not None else "")
+    console.print(f"{escape(agent)}: {tokens}{usage['elapsed_s']}s · run directory: [bold]{target}[/]")
 
 
 @app.command("mcp")
