@@ -73,8 +73,8 @@ def _manifests(root: Path, notes: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def run_summary(root: Path, key: int) -> dict[str, Any]:
-    """One line of the comparison table (and what the curves need), reading as little as it can."""
+def _load(root: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """A run's config, readable manifests and steps, read once; notes on what could not be read."""
     run = RunDirectory(root)
     notes: list[str] = []
     try:
@@ -86,6 +86,11 @@ def run_summary(root: Path, key: int) -> dict[str, Any]:
         warnings.simplefilter("always")
         steps = run.steps()
     notes += [str(w.message) for w in caught]
+    return cfg, its, steps, notes
+
+
+def _summary(root: Path, key: int, cfg: dict[str, Any], its: list[dict[str, Any]], steps: list[dict[str, Any]],
+             notes: list[str]) -> dict[str, Any]:
     reset = next((s for s in steps if s.get("kind") == "reset"), {})
     base = reset.get("base_average", its[0].get("base_average") if its else None)
     scored = [m for m in its if isinstance(m.get("average"), int | float)]
@@ -98,16 +103,19 @@ def run_summary(root: Path, key: int) -> dict[str, Any]:
     }
 
 
+def run_summary(root: Path, key: int) -> dict[str, Any]:
+    """One line of the comparison table (and what the curves need)."""
+    return _summary(root, key, *_load(root))
+
+
 def run_detail(root: Path, key: int) -> dict[str, Any]:
     """Everything the run page shows: steps, iterations with diffs, labels, declarations, usage."""
     from curbench_env.diagnostics import label_run
 
-    summary = run_summary(root, key)
+    config, manifests, steps, notes = _load(root)
+    summary = _summary(root, key, config, manifests, steps, notes)
     run = RunDirectory(root)
-    notes = list(summary["notes"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        steps = run.steps()
+    notes = list(notes)
     try:
         labels = {row["iteration"]: row for row in label_run(root)}
     except Exception as exc:  # damaged policy snapshots: show the rest
@@ -115,7 +123,7 @@ def run_detail(root: Path, key: int) -> dict[str, Any]:
     initial = _git(run, "rev-list", "--max-parents=0", "HEAD").split()
     previous = initial[-1] if initial else None
     iterations = []
-    for m in _manifests(root, []):
+    for m in manifests:
         d = root / "iterations" / f"{m['iteration']:02d}"
         commit = m.get("commit")
         diff_stat = patch = ""
@@ -144,10 +152,6 @@ def run_detail(root: Path, key: int) -> dict[str, Any]:
         "submission": {k: (s.get("submission") or {}).get(k) for k in ("status", "file", "error", "iteration")}
         if s.get("submission") else None,
     } for s in steps]
-    try:
-        config = run.config
-    except (OSError, ValueError):
-        config = {}
     return {**summary, "config": config, "timeline": shown_steps, "iterations_detail": iterations, "usage": usage,
             "notes": notes}
 
