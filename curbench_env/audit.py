@@ -58,9 +58,13 @@ def normalise_for_audit(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
+def _digest(normalised: str) -> str:
+    return hashlib.sha256(normalised.encode()).hexdigest()[:32]
+
+
 def text_hash(text: str) -> str:
     """Hash of the normalised text."""
-    return hashlib.sha256(normalise_for_audit(text).encode()).hexdigest()[:32]
+    return _digest(normalise_for_audit(text))
 
 
 def _shingles(words: list[str]) -> set[str]:
@@ -116,7 +120,7 @@ class LeakageIndex:
     def add_text(self, text: str) -> None:
         """Index one evaluation text (a question, or a question and its answer)."""
         norm = normalise_for_audit(text)
-        self.text_hashes.add(hashlib.sha256(norm.encode()).hexdigest()[:32])
+        self.text_hashes.add(_digest(norm))
         grams = _shingles(norm.split())
         if grams:
             item = len(self.shingle_counts)
@@ -202,7 +206,7 @@ class LeakageAudit:
         norms = [normalise_for_audit(t) for t in texts]
         together = " ".join(norms)  # across turn boundaries
         for norm in [*norms, together]:
-            if hashlib.sha256(norm.encode()).hexdigest()[:32] in self.index.text_hashes:
+            if _digest(norm) in self.index.text_hashes:
                 return ["text is in an evaluation set"]
         if not self.index.shingles:
             return []
