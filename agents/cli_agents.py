@@ -96,6 +96,14 @@ def _server_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("CURBENCH_")}
 
 
+def _mcp_config(run: CLIAgentRun, folder: Path) -> Path:
+    """Write the episode server's MCP configuration (the common ``mcpServers`` form) into ``folder``."""
+    path = folder / "mcp.json"
+    path.write_text(json.dumps({"mcpServers": {"curbench": {"command": run.server_args[0],
+                                                            "args": run.server_args[1:], "env": _server_env()}}}))
+    return path
+
+
 def _binary(name: str, package: str) -> str:
     exe = shutil.which(name)
     if exe is None:
@@ -107,10 +115,7 @@ def run_claude_code(run: CLIAgentRun) -> dict[str, Any]:
     """Claude Code on the episode; returns its usage (tokens, cost, turns)."""
     exe = _binary("claude", "@anthropic-ai/claude-code")
     work = Path(tempfile.mkdtemp(prefix="curbench-claude-"))
-    config = {"mcpServers": {"curbench": {"command": run.server_args[0], "args": run.server_args[1:],
-                                          "env": _server_env()}}}
-    (work / "mcp.json").write_text(json.dumps(config))
-    argv = [exe, "-p", PROMPT, "--output-format", "stream-json", "--verbose", "--mcp-config", str(work / "mcp.json"),
+    argv = [exe, "-p", PROMPT, "--output-format", "stream-json", "--verbose", "--mcp-config", str(_mcp_config(run, work)),
             "--strict-mcp-config", "--tools", "", "--allowedTools", "mcp__curbench__*"]
     if run.model:
         argv += ["--model", run.model]
@@ -175,11 +180,9 @@ def run_mcp_command(run: CLIAgentRun, command: str) -> dict[str, Any]:
     import shlex
 
     work = Path(tempfile.mkdtemp(prefix="curbench-mcp-client-"))
-    config = {"mcpServers": {"curbench": {"command": run.server_args[0], "args": run.server_args[1:],
-                                          "env": _server_env()}}}
-    (work / "mcp.json").write_text(json.dumps(config))
-    line = command.replace("{mcp_config}", shlex.quote(str(work / "mcp.json"))).replace("{prompt}", shlex.quote(PROMPT))
-    env = {**os.environ, "CURBENCH_MCP_CONFIG": str(work / "mcp.json"), **run.extra_env}
+    config = _mcp_config(run, work)
+    line = command.replace("{mcp_config}", shlex.quote(str(config))).replace("{prompt}", shlex.quote(PROMPT))
+    env = {**os.environ, "CURBENCH_MCP_CONFIG": str(config), **run.extra_env}
     code = _run(["bash", "-c", line], env, work, run.run_dir / "agent" / "transcript.jsonl", run.wall_clock_s)
     return {"agent": "mcp-cmd", "command": command, "exit_code": code, "turns": None, "prompt_tokens": None,
             "completion_tokens": None, "cost_usd": None}
