@@ -174,6 +174,7 @@ class SubmissionGate:
         selection.note = request.note
         for check in self._checks:
             check(selection)
-        report = self.audit.check(self.task.audit_items(selection))
-        self.audit.enforce(report)
+        audit = self.audit
+        report = audit.check(self.task.audit_items(selection))
+        audit.enforce(report)
         return Admitted(selection, report)
