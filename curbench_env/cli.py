@@ -92,19 +92,10 @@ def main() -> None:
 
 def _make_env(env_id: str, backend: str, run_dir: Path | None, iterations: int | None,
               scaffolds: list[str] | None = None, task_options: dict[str, Any] | None = None):
-    import gymnasium as gym
+    from curbench_env.runner import make_env
 
-    from curbench_env.registry import task_kwargs_for
-
-    kwargs: dict[str, Any] = {"task_kwargs": task_kwargs_for(env_id, task_options)}
-    if iterations is not None:
-        kwargs["iteration_budget"] = iterations
-    env = gym.make(env_id, backend=backend, run_dir=run_dir, disable_env_checker=True, **kwargs)
-    for name in scaffolds or []:
-        from curbench_env.wrappers import wrap_scaffold
-
-        env = wrap_scaffold(env, name)
-    return env
+    return make_env(env_id, task_args=task_options, scaffolds=scaffolds or (), backend=backend, run_dir=run_dir,
+                    iteration_budget=iterations)
 
 
 @app.command("list")

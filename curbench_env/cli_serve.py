@@ -100,3 +100,44 @@ def view(
         serve(runs, port, ready=ready)
     except OSError as exc:
         raise ValueError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); choose another --port") from None
+
+
+@app.command("serve")
+def serve_openenv(
+    openenv: Annotated[bool, typer.Option("--openenv", help="Serve the OpenEnv protocol (HTTP + WebSocket sessions).")] = False,
+    env: EnvOpt = "Curation-MiniVQA-v0",
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    max_sessions: Annotated[int, typer.Option(help="Concurrent episodes (WebSocket sessions).")] = 8,
+    session_timeout: Annotated[float, typer.Option(help="Seconds before an idle session is closed.")] = 3600.0,
+    iterations: Annotated[int | None, typer.Option(help="Iteration budget per episode (default 10).")] = None,
+    scaffold: Annotated[list[str] | None, typer.Option(help="Scaffold wrapper(s) to apply.")] = None,
+    backend: BackendOpt = "auto",
+    run_root: Annotated[Path | None, typer.Option(help="Where episodes' run directories go (default ./runs).")] = None,
+    task_preset: PresetOpt = None,
+    task_args: TaskArgOpt = None,
+) -> None:
+    """Serve episodes to trainers: `--openenv` speaks OpenEnv (each WebSocket session is one episode).
+    For coding agents over MCP, see `curbench mcp`."""
+    if not openenv:
+        raise ValueError("choose a protocol: `curbench serve --openenv` (for MCP clients, `curbench mcp`)")
+    try:
+        from curbench_env.integrations.openenv import create_openenv_app
+        from curbench_env.integrations.openenv import serve as run_server
+    except ImportError as exc:
+        raise CurbenchError(f"the OpenEnv server needs `pip install -e '.[train]'` ({exc})") from None
+    from curbench_env.registry import env_entry
+
+    env_entry(env)
+    options = task_kwargs(task_preset, task_args)
+    console.print(f"preparing {env} (the world is built once, on first use) ...")
+
+    def app_factory() -> Any:
+        app_ = create_openenv_app(env, task_args=options, scaffolds=scaffold or (), iteration_budget=iterations,
+                                  backend=backend, run_root=str(run_root) if run_root else None,
+                                  max_sessions=max_sessions, session_timeout_s=session_timeout)
+        console.print(f"OpenEnv server for [bold]{env}[/] on http://{host}:{port} (WebSocket sessions at /ws, "
+                      f"up to {max_sessions} at once; Ctrl-C to stop)")
+        return app_
+
+    run_server(app_factory, host, port)

@@ -21,6 +21,7 @@ from curbench_env.gate import SubmissionCheck, SubmissionGate, take_submission
 from curbench_env.pipeline import EvalResult
 from curbench_env.recorder import Recorder
 from curbench_env.registry import load_task
+from curbench_env.rewrite import RewriteDesk
 from curbench_env.scorer import Scorer, ScoringCrash
 from curbench_env.task import CurationTask
 from curbench_env.trajectory import RunDirectory, default_run_dir
@@ -76,6 +77,8 @@ class CurationEnv(gym.Env):
 
     ## Info
     Iteration, budget, scores, rules, submit usage, the ``submission`` record. Scaffold rules: :meth:`add_submission_check`.
+    Where the task has a rewriting tool (``Curation-*-Rewrite-v0``): ``rewrite_budget``, ``rewrite_budget_left``,
+    ``rewrite_spent``, ``rewrite_calls``, ``rewrite_cost_usd``, ``rewrite_usage`` (contract: :mod:`curbench_env.rewrite`).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -117,6 +120,7 @@ class CurationEnv(gym.Env):
         self.observation_space = view.observation_space(self.config)
         self.workspace: Workspace | None = None
         self.recorder: Recorder | None = None
+        self.rewrites: RewriteDesk | None = None  # the rewriting tool, where the task has one
         self.state = EpisodeState.start(0.0, self.config.reward_mode)
         self.base: EvalResult | None = None
         self.history: list[dict[str, Any]] = []  # manifests of the scored iterations
@@ -153,8 +157,11 @@ class CurationEnv(gym.Env):
         self.recorder = Recorder(RunDirectory(self._first_run_dir or default_run_dir(self.env_id, seed, self._run_root)))
         self._first_run_dir = None
         self.recorder.start(config, self.task.workspace_files())
+        self.rewrites = RewriteDesk.open(self.task, self.recorder.root)
         self._start_workspace()
         output = view.welcome(self.env_id, self.task, self.config, base.average, SUBMIT_USAGE)
+        if self.rewrites is not None:
+            output = output.replace("\nBase model", f"\n{self.rewrites.describe()}\nBase model", 1)
         self.recorder.step({"step": 0, "kind": "reset", "seed": seed, "output": output, "base_scores": base.scores,
                             "base_average": base.average, "elapsed_s": 0.0})
         return self._observe(output, 0), self._info(last_scores=base.scores)
@@ -166,14 +173,21 @@ class CurationEnv(gym.Env):
             raise TypeError(f"an action is one shell command as a str, not {type(action).__name__}")
         self.steps += 1
         reward, terminated, submission, command, t0 = 0.0, False, None, action.strip(), time.monotonic()
+        rewrite: dict[str, Any] | None = None
         if command == "done":
             output, exit_code, terminated = "Episode ended by the agent (`done`).", 0, True
         elif not command:
             output, exit_code = "(empty command)", 0
+        elif len(action) > view.ACTION_MAX_CHARS:
+            output, exit_code = (f"command refused: {len(action):,} characters; a command holds at most "
+                                 f"{view.ACTION_MAX_CHARS:,} (write long scripts to a file, then run it)"), 2
         else:
             result = self.workspace.run(action)
             output, exit_code = result.output, result.exit_code
+            rewritten, rewrite = (self.rewrites.handle(self.workspace, self.recorder.run.workspace, self.steps)
+                                  if self.rewrites is not None else ("", None))
             feedback, reward, submission = self._take_submissions()
+            feedback = "\n".join(t for t in (rewritten, feedback) if t)
             if feedback:
                 output = (output.rstrip("\n") + "\n\n" if output.strip() else "") + feedback
         end, terminated, truncated = episode_end(self.config, self.state, self.steps, self.elapsed_s, terminated)
@@ -183,7 +197,8 @@ class CurationEnv(gym.Env):
             "step": self.steps, "kind": "command", "action": action, "output": obs["output"],
             "exit_code": int(exit_code), "reward": reward, "terminated": terminated, "truncated": truncated,
             "duration_s": round(time.monotonic() - t0, 4), "iteration": self.state.iteration,
-            "submission": submission, "elapsed_s": round(self.elapsed_s, 3)})
+            "submission": submission, "elapsed_s": round(self.elapsed_s, 3),
+            **({"rewrite": rewrite} if rewrite else {})})
         self._last_render = f"$ {action}\n{obs['output']}"
         if self._done:
             self.recorder.summary(self.env_id, self.steps, self.state, self.elapsed_s)
@@ -204,6 +219,7 @@ class CurationEnv(gym.Env):
         assert self.recorder is not None
         self.workspace = open_workspace(self.config, self.recorder.run.workspace, self.recorder.root / ".bin",
                                         self.task.pool_dir, self.task.tools_dir(), self.task.workspace_mounts(),
+                                        programs=("submit", "rewrite") if self.rewrites else ("submit",),
                                         **self._workspace_kwargs)
 
     def _observe(self, output: str, exit_code: int) -> dict[str, Any]:
@@ -211,6 +227,8 @@ class CurationEnv(gym.Env):
         return view.observation(output, exit_code, self.state, self.config)
 
     def _info(self, submission: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+        if self.rewrites is not None:
+            extra = {**self.rewrites.info(), **extra}
         return view.episode_info(self.state, self.config, self.task, self.steps, SUBMIT_USAGE, submission, **extra)
 
     def _take_submissions(self) -> tuple[str, float, dict[str, Any] | None]:
@@ -242,6 +260,7 @@ class CurationEnv(gym.Env):
         self.base = base = self.scorer.base(self.seed_value)
         self.state = EpisodeState.replay(base.average, self.config.reward_mode, point.outcomes)
         self.history = list(point.manifests)
+        self.rewrites = RewriteDesk.open(self.task, root)
         self._start_workspace()
         output = view.resumed(root.name, self.steps, self.state, self.config.iteration_budget, point.repaired)
         self.recorder.step({"step": self.steps, "kind": "resume", "output": output, "episode": self.config.to_dict(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ class EnvSpec:
     task: str
     description: str
     task_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: CurationEnv arguments of the id (e.g. its iteration budget); callers' own arguments win.
+    episode_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def _specs(*specs: EnvSpec) -> dict[str, EnvSpec]:
@@ -46,9 +49,19 @@ ENV_IDS: dict[str, EnvSpec] = _specs(
                         "DataComp's 38 tasks"),
     EnvSpec(id="Curation-LLaVA10k-v0", task="llava10k",
             description="GPU: select 10k of LLaVA-665K; LLaVA-1.5-7B LoRA via DeepSpeed; 8 benchmarks via lmms-eval"),
+    # The rewriting setting: select, and rewrite with an external (M)LLM under a budget (curbench_env.rewrite).
+    EnvSpec(id="Curation-MiniVQA-Rewrite-v0", task="minivqa",
+            description="CPU: MiniVQA with a `rewrite` tool (a simulated MLLM that reads the pictures), "
+                        "2,000 rewrites per episode; 20 iterations",
+            task_kwargs={"rewriter": "sim", "allow_rewrite": True}, episode_kwargs={"iteration_budget": 20}),
+    EnvSpec(id="Curation-LLaVA10k-Rewrite-v0", task="llava10k",
+            description="GPU: LLaVA-10k with a `rewrite` tool backed by an MLLM you name "
+                        "(task argument rewriter=litellm:MODEL or hf:PATH); 20 iterations",
+            task_kwargs={"allow_rewrite": True, "rewrite_budget": 10_000}, episode_kwargs={"iteration_budget": 20}),
 )
 
 _TASK_CACHE: dict[str, CurationTask] = {}
+_TASK_CACHE_LOCK = threading.RLock()  # concurrent episodes of one process share one task (and its pipeline)
 
 
 def load_task(task: str | CurationTask, **kwargs: Any) -> CurationTask:
@@ -59,15 +72,16 @@ def load_task(task: str | CurationTask, **kwargs: Any) -> CurationTask:
     if ":" not in target:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(sorted(TASKS))} (or pass 'module:Class')")
     key = f"{target}|{sorted(kwargs.items())!r}"
-    if key not in _TASK_CACHE:
-        module, _, cls = target.partition(":")
-        factory = getattr(importlib.import_module(module), cls)
-        try:
-            inspect.signature(factory).bind(**kwargs)
-        except TypeError as exc:
-            raise ValueError(f"task {task!r} does not take these arguments {sorted(kwargs)}: {exc}") from None
-        _TASK_CACHE[key] = factory(**kwargs)
-    return _TASK_CACHE[key]
+    with _TASK_CACHE_LOCK:
+        if key not in _TASK_CACHE:
+            module, _, cls = target.partition(":")
+            factory = getattr(importlib.import_module(module), cls)
+            try:
+                inspect.signature(factory).bind(**kwargs)
+            except TypeError as exc:
+                raise ValueError(f"task {task!r} does not take these arguments {sorted(kwargs)}: {exc}") from None
+            _TASK_CACHE[key] = factory(**kwargs)
+        return _TASK_CACHE[key]
 
 
 def env_entry(env_id: str) -> EnvSpec:
@@ -89,4 +103,5 @@ def register_envs() -> None:
     for spec in ENV_IDS.values():
         if spec.id not in gym.registry:
             gym.register(id=spec.id, entry_point="curbench_env.env:CurationEnv",
-                         kwargs={"task": spec.task, "task_kwargs": dict(spec.task_kwargs), "env_id": spec.id})
+                         kwargs={"task": spec.task, "task_kwargs": dict(spec.task_kwargs), "env_id": spec.id,
+                                 **spec.episode_kwargs})

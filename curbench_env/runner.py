@@ -10,6 +10,24 @@ from typing import Any
 import gymnasium as gym
 
 
+def make_env(env_id: str, *, task_args: dict[str, Any] | None = None, scaffolds: list[str] | tuple[str, ...] = (),
+             backend: str = "auto", run_dir: str | Path | None = None, iteration_budget: int | None = None,
+             **env_kwargs: Any) -> gym.Env:
+    """A registered env with its task arguments (``task_args`` on top of the id's own) and scaffold
+    wrappers: the one way the CLI, the servers and the trainer adapters build an episode."""
+    from curbench_env.registry import env_entry, task_kwargs_for
+    from curbench_env.wrappers import wrap_scaffold
+
+    env_entry(env_id)  # an unknown id is one clear error
+    if iteration_budget is not None:
+        env_kwargs["iteration_budget"] = iteration_budget
+    env = gym.make(env_id, backend=backend, run_dir=run_dir, disable_env_checker=True,
+                   task_kwargs=task_kwargs_for(env_id, task_args), **env_kwargs)
+    for name in scaffolds:
+        env = wrap_scaffold(env, name)
+    return env
+
+
 def resume_env(run_dir: str | Path, *, backend: str | None = None) -> gym.Env:
     """The env of an interrupted run, with every recorded setting and scaffold; ``reset()`` continues it.
 

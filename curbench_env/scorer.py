@@ -1,8 +1,21 @@
-"""The scorer: the task's pipeline behind a content-hash cache (same submission, same score, at once)."""
+"""The scorer: the task's pipeline behind a content-hash cache (same submission, same score, at once)
+and the machine's scoring queue.
+
+Concurrent episodes (threads of one process, or processes) queue for a fixed number of scoring slots
+per machine, so eight rollouts on two cores train one after another instead of thrashing; a subset
+that is being scored is scored once: an identical submission waits for it and reads the cache.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import tempfile
+import threading
+import time
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,9 +71,69 @@ class Scorer:
 
         return self._cached(key, run)
 
-    def _cached(self, key: str, compute) -> EvalResult:  # noqa: ANN001
+    def _cached(self, key: str, compute: Callable[[], EvalResult]) -> EvalResult:
         result = self.cache.get(key)
-        if result is None:
-            result = compute()
-            self.cache.put(key, result)
+        if result is not None:
+            return result
+        with _in_flight(key):  # the same subset from two episodes of this process: scored once
+            result = self.cache.get(key)
+            if result is None:
+                with scoring_slot(getattr(self.pipeline, "scoring_slots", None)):
+                    result = self.cache.get(key)  # another process may have scored it while this one queued
+                    if result is None:
+                        result = compute()
+                        self.cache.put(key, result)
         return result
+
+
+_KEY_LOCKS: dict[str, threading.Lock] = {}
+_KEY_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _in_flight(key: str) -> Iterator[None]:
+    with _KEY_LOCKS_GUARD:
+        lock = _KEY_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        yield
+
+
+def scoring_slots(declared: int | None = None) -> int:
+    """How many submissions this machine scores at once: ``$CURBENCH_SCORING_SLOTS``, else what the
+    pipeline declares (``scoring_slots``), else one per two CPU cores."""
+    env = os.environ.get("CURBENCH_SCORING_SLOTS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise CurbenchError(f"CURBENCH_SCORING_SLOTS must be a whole number, not {env!r}") from None
+        if n < 1:
+            raise CurbenchError(f"CURBENCH_SCORING_SLOTS must be at least 1, not {n}")
+        return n
+    return declared or max(1, (os.cpu_count() or 2) // 2)
+
+
+@contextlib.contextmanager
+def scoring_slot(declared: int | None = None, poll_s: float = 0.2) -> Iterator[None]:
+    """Hold one of the machine's scoring slots (an flock on one of N files, so processes share the
+    queue and a killed holder frees its slot)."""
+    root = Path(tempfile.gettempdir()) / f"curbench-scoring-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    if root.is_symlink() or root.stat().st_uid != os.getuid():
+        raise CurbenchError(f"{root} is not this user's own directory; remove it (the scoring queue lives there)")
+    n = scoring_slots(declared)
+    while True:
+        for i in range(n):
+            fd = os.open(root / f"slot-{i}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+            return
+        time.sleep(poll_s)
