@@ -13,7 +13,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from curbench_env.audit import AuditReport, LeakageAudit
 from curbench_env.errors import SubmissionError, WorkspaceError
@@ -67,38 +67,41 @@ class SubmitRequest:
         return cls(path=path, cwd=cwd or None, note=(note or "")[:MAX_NOTE_CHARS])
 
 
-def take_requests(workspace_dir: Path) -> list[SubmitRequest | SubmissionError]:
-    """Remove and return the requests waiting in the workspace's outbox, oldest first.
+def take_requests(workspace_dir: Path, *, box: tuple[str, ...] = OUTBOX, parse: Callable[[bytes], Any] | None = None,
+                  program: str = "submit") -> list[Any]:
+    """Remove and return the requests waiting in the workspace's outbox, oldest first (``box``,
+    ``parse`` and ``program``: another tool's outbox, its request parser and its name for messages).
 
     The outbox is agent-writable: nothing here follows a symbolic link, so a linked outbox or
     request can neither make the harness read nor delete anything outside the workspace.
     """
+    parse = parse or SubmitRequest.from_json
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
     fds: list[int] = []
     try:
         fds.append(os.open(workspace_dir, flags))
-        for part in OUTBOX:
+        for part in box:
             fds.append(os.open(part, flags, dir_fd=fds[-1]))
     except OSError:  # no outbox, or a link where the outbox should be: nothing was submitted
         for fd in fds:
             os.close(fd)
         return []
-    box = fds[-1]
-    out: list[SubmitRequest | SubmissionError] = []
+    box_fd = fds[-1]
+    out: list[Any] = []
     try:
-        with os.scandir(box) as entries:  # a flooded outbox is read a bounded slice at a time
+        with os.scandir(box_fd) as entries:  # a flooded outbox is read a bounded slice at a time
             names = sorted(e.name for _, e in zip(range(MAX_OUTBOX_ENTRIES), entries, strict=False))
         for k, name in enumerate(names):
             if k < MAX_REQUESTS_READ and name.endswith(".json"):
                 try:
-                    out.append(SubmitRequest.from_json(_read_no_follow(name, box)))
+                    out.append(parse(_read_no_follow(name, box_fd)))
                 except SubmissionError as exc:
-                    out.append(SubmissionError(f"unreadable request in the outbox ({exc}); use the `submit` program"))
+                    out.append(SubmissionError(f"unreadable request in the outbox ({exc}); use the `{program}` program"))
             elif k == MAX_REQUESTS_READ:
                 out.append(SubmissionError(f"more than {MAX_REQUESTS_READ} files in the outbox; the rest were removed "
-                                           "unread (use the `submit` program)"))
+                                           f"unread (use the `{program}` program)"))
             try:
-                os.unlink(name, dir_fd=box)  # removes a link itself, never its target
+                os.unlink(name, dir_fd=box_fd)  # removes a link itself, never its target
             except OSError:
                 pass
     finally:

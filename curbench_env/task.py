@@ -6,12 +6,15 @@ import abc
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curbench_env.audit import LeakageIndex
 from curbench_env.pipeline import Pipeline
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
 from curbench_env.workspace.base import Mount
+
+if TYPE_CHECKING:
+    from curbench_env.rewrite import RewriteSetting
 
 
 def setting(value: object, var: str) -> str | None:
@@ -83,6 +86,10 @@ class CurationTask(abc.ABC):
     def audit_items(self, selection: Selection) -> Iterable[tuple[str, str | None, Iterable[str]]]:
         """(id, image content hash, texts) of each selected example, for the leakage audit."""
         return ((i, None, ()) for i in selection.ids)
+
+    def rewrite_setting(self) -> RewriteSetting | None:
+        """The rewriting tool of this task (its budget and rewriter), or None where there is none."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Plain data about the task for the run directory's config."""

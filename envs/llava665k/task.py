@@ -28,6 +28,7 @@ from curbench_env.envs.llava665k.pool import LlavaPool, load_pool
 from curbench_env.audit import LeakageIndex
 from curbench_env.errors import TaskUnavailable
 from curbench_env.pipeline import curbench_home
+from curbench_env.rewrite import RewriteSetting
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
 from curbench_env.task import CurationTask, setting
 from curbench_env.workspace.base import Mount
@@ -66,7 +67,8 @@ class Llava10kTask(CurationTask):
                  recipe: str | Path | None = None, deepspeed: str | Path | None = None,
                  launcher: str = "deepspeed", launcher_args: tuple[str, ...] | list[str] = (),
                  leakage_index: str | Path | None = None, require_gpu: bool = True,
-                 allow_rewrite: bool = False) -> None:
+                 allow_rewrite: bool = False, rewriter: str | None = None, rewrite_budget: int = 0,
+                 rewriter_api_base: str | None = None) -> None:
         self.pool_path = setting(pool, "CURBENCH_LLAVA_POOL")
         self.image_root = setting(image_root, "CURBENCH_LLAVA_IMAGES")
         self.model = setting(model, "CURBENCH_LLAVA_MODEL")
@@ -79,12 +81,20 @@ class Llava10kTask(CurationTask):
         self.index_path = Path(leakage_index) if leakage_index else None
         self.require_gpu = require_gpu
         self.allow_rewrite = allow_rewrite
+        # The rewriting setting (Curation-LLaVA10k-Rewrite-v0): a budget > 0 needs a rewriter model.
+        self.rewriter = setting(rewriter, "CURBENCH_REWRITER")
+        self.rewrite_budget = int(rewrite_budget)
+        self.rewriter_api_base = setting(rewriter_api_base, "CURBENCH_REWRITER_API_BASE")
         self._pool: LlavaPool | None = None
 
     # -- boundaries ----------------------------------------------------------------------
     def missing(self) -> list[str]:
         """Everything this machine lacks for the task, each with how to provide it."""
         out = []
+        if self.rewrite_budget > 0 and not self.rewriter:
+            out.append("the rewriter model of the rewriting setting: pass rewriter=litellm:MODEL (a hosted MLLM, or "
+                       "a local vLLM/OpenAI-compatible server with rewriter_api_base=URL) or rewriter=hf:PATH, "
+                       "or set CURBENCH_REWRITER")
         absent = [m for m in ("deepspeed", "lmms_eval", "peft", "transformers", "msgspec")
                   if importlib.util.find_spec(m) is None]
         if absent:
@@ -151,6 +161,16 @@ class Llava10kTask(CurationTask):
             self.prepare()
         assert self._pool is not None
         return self._pool
+
+    def rewrite_setting(self) -> RewriteSetting | None:
+        if self.rewrite_budget <= 0 or not self.rewriter:
+            return None
+        from curbench_env.rewriters import rewriter_from_spec
+
+        spec, base = self.rewriter, self.rewriter_api_base
+        return RewriteSetting(budget=self.rewrite_budget, rewriter_name=spec,
+                              make_rewriter=lambda: rewriter_from_spec(spec, api_base=base),
+                              image_of=lambda rec: self.llava_pool.image_path(str(rec.get("id"))))
 
     # -- what the env needs -----------------------------------------------------------------
     @cached_property

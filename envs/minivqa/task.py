@@ -16,6 +16,7 @@ from curbench_env.envs.world_secret import ENV_VAR, secret_id
 
 from curbench_env.audit import LeakageIndex, image_hash
 from curbench_env.errors import TaskUnavailable
+from curbench_env.rewrite import Rewriter, RewriteSetting
 from curbench_env.submission import PoolIndex, Selection, SubmissionRules
 from curbench_env.task import CurationTask, setting
 
@@ -34,7 +35,10 @@ class MiniVQATask(CurationTask):
     (the world's seed), ``secret`` (or ``$CURBENCH_WORLD_SECRET``: the benchmarks and the pool's
     labels are drawn from it, so nobody without it can regenerate them; everyone who shares it gets
     the same world and comparable scores; without it the public reference world of the README's
-    tables is built), ``allow_rewrite`` (accept rewritten conversations), ``device``
+    tables is built), ``allow_rewrite`` (accept rewritten conversations), ``rewriter`` (the rewriting
+    setting: ``"sim"``, the simulated MLLM of :mod:`~curbench_env.envs.minivqa.rewriter`, or
+    ``litellm:MODEL`` / ``hf:PATH``, with ``rewriter_api_base``), ``rewrite_budget`` (examples per
+    episode; default twice the submission budget), ``device``
     (``"cpu"``, the reference, or ``"cuda"`` for fast sweeps: a GPU aligns its own base model
     and its scores are close to, not equal to, the CPU's).
     """
@@ -44,7 +48,8 @@ class MiniVQATask(CurationTask):
 
     def __init__(self, preset: str = "default", *, pool_size: int | None = None, budget: int | None = None,
                  seed: int | None = None, allow_rewrite: bool = False, device: str = "cpu",
-                 secret: str | None = None) -> None:
+                 secret: str | None = None, rewriter: str | None = None, rewrite_budget: int | None = None,
+                 rewriter_api_base: str | None = None) -> None:
         if preset not in PRESETS:
             raise ValueError(f"unknown MiniVQA preset {preset!r}; choose {', '.join(PRESETS)}")
         base = PRESETS[preset]
@@ -59,7 +64,10 @@ class MiniVQATask(CurationTask):
             world = WorldConfig(**{**world.__dict__, **changes})
         self.preset = MiniVQAPreset(world=world, model=base.model, stage1=replace(base.stage1, device=device))
         self.preset_name = preset
-        self.allow_rewrite = allow_rewrite
+        self.allow_rewrite = allow_rewrite or bool(rewriter)
+        self.rewriter = rewriter
+        self.rewrite_budget = int(rewrite_budget) if rewrite_budget is not None else 2 * self.preset.world.budget
+        self.rewriter_api_base = rewriter_api_base
         self._root: Path | None = None
 
     def rebuild_base_model(self, log=print) -> dict[str, bool] | None:  # noqa: ANN001
@@ -138,6 +146,22 @@ class MiniVQATask(CurationTask):
             conv = selection.rewrites.get(i, {}).get("conversations", rec["conversations"])
             img = self._image_hashes.get(rec["image"]) if "image" in rec else None
             yield i, img, audit_texts({"conversations": conv})
+
+    def rewrite_setting(self) -> RewriteSetting | None:
+        if not self.rewriter:
+            return None
+        if self.rewriter == "sim":
+            from curbench_env.envs.minivqa.rewriter import SimulatedMLLM
+
+            def make() -> Rewriter:
+                return SimulatedMLLM(self.pool_dir)
+        else:
+            from curbench_env.rewriters import rewriter_from_spec
+
+            def make() -> Rewriter:
+                return rewriter_from_spec(self.rewriter or "", api_base=self.rewriter_api_base)
+        return RewriteSetting(budget=self.rewrite_budget, make_rewriter=make, rewriter_name=self.rewriter,
+                              image_of=lambda rec: self.pool_dir / "images" / rec["image"] if "image" in rec else None)
 
     def tools_dir(self) -> Path:
         return Path(str(resources.files("curbench_env.envs.minivqa") / "tools"))
