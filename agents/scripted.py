@@ -12,7 +12,11 @@ from importlib import resources
 from typing import Any
 
 SCRIPTS = ("_common.py", "random_subset.py", "source_balanced.py", "format_filter.py", "dedup_diversity.py",
-           "top_loss.py", "quality_mix.py", "ards_like.py", "icons_like.py", "clip_filter.py")
+           "top_loss.py", "quality_mix.py", "ards_like.py", "icons_like.py", "clip_filter.py", "rewrite_noisy.py",
+           "merge_rewrites.py")
+#: The rewriting baseline's prompt (the simulated MLLM re-answers from the picture; a real MLLM reads it).
+REWRITE_PROMPT = ("Look at the picture and correct any wrong answer in this conversation. Keep every question and "
+                  "each answer's format (a single word where one is asked for).\n{turns}")
 
 @dataclass(frozen=True)
 class ScriptedPolicy:
@@ -95,11 +99,13 @@ class ScriptedAgent:
         self._plan: Iterator[str] | None = None
         self.budget = 1000
         self.pool_kind = "conversations"
+        self.rewrite_budget = 0  # examples the task's `rewrite` tool may still take (0: no tool)
         self.usage: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
 
     def reset(self, obs: dict[str, Any], info: dict[str, Any]) -> None:
         self.budget = int(info["submission_budget"])
         self.pool_kind = str(info["pool_kind"])
+        self.rewrite_budget = int(info.get("rewrite_budget_left") or 0)
         self._plan = iter(self.plan())
 
     def act(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
@@ -123,6 +129,22 @@ class ScriptedAgent:
     def plan(self) -> list[str]:
         raise NotImplementedError
 
+    def rewrite_commands(self, policy: str, extra: str = "", noise_pct: float = 70.0, tag: str = "") -> list[str]:
+        """Select with ``policy``, rewrite the selected examples the loss signal marks noisy, submit the
+        selection with those rewritten (the rewriting baseline; needs the `rewrite` tool)."""
+        p = POLICIES[policy]
+        picks, ids, rw, merged = (f"picks_{policy}{tag}.txt", f"noisy_{policy}{tag}.txt", f"rewritten_{policy}{tag}.jsonl",
+                                  f"submit_{policy}{tag}_rewritten.jsonl")
+        return [
+            f"test -f {picks} || python3 policies/{p.script} --budget {self.budget} --seed {self.seed} --out {picks} "
+            f"{p.args} {extra}",
+            f"python3 policies/rewrite_noisy.py --picks {picks} --noise-pct {noise_pct:g} --budget {self.rewrite_budget} "
+            f"--out {ids}",
+            f"rewrite {ids} --prompt {shlex.quote(REWRITE_PROMPT)} --out {rw}",
+            f"python3 policies/merge_rewrites.py --picks {picks} --rewrites {rw} --out {merged} && submit {merged} "
+            f"--note {shlex.quote(f'{p.note}; loss-noisy (>p{noise_pct:g}) examples rewritten by the MLLM tool')}",
+        ]
+
 
 class SinglePolicyAgent(ScriptedAgent):
     """Submits one named policy once (what `curbench baselines` runs), then ends."""
@@ -136,6 +158,25 @@ class SinglePolicyAgent(ScriptedAgent):
 
     def plan(self) -> list[str]:
         return self.setup_commands() + [self.submit_command(self.policy), "done"]
+
+
+class RewriteNoisyAgent(ScriptedAgent):
+    """The rewriting baseline: submits a selection, then the same selection with its loss-noisy
+    examples rewritten by the task's `rewrite` tool (two iterations, same training seed)."""
+
+    name = "rewrite_noisy"
+
+    def __init__(self, policy: str = "format_filter", seed: int = 0, extra: str = "", noise_pct: float = 70.0) -> None:
+        super().__init__(seed)
+        self.policy, self.extra, self.noise_pct = policy, extra, noise_pct
+
+    def plan(self) -> list[str]:
+        p = POLICIES[self.policy]
+        picks = f"picks_{self.policy}.txt"
+        return self.setup_commands() + [
+            f"python3 policies/{p.script} --budget {self.budget} --seed {self.seed} --out {picks} {p.args} {self.extra}"
+            f" && submit {picks} --note {shlex.quote(p.note)}",
+            *self.rewrite_commands(self.policy, self.extra, self.noise_pct), "done"]
 
 
 class CuratorAgent(ScriptedAgent):
@@ -172,8 +213,10 @@ class CuratorAgent(ScriptedAgent):
             self.submit_command("quality_mix"),
             self.submit_command("benchmark_formats"),
             self.submit_command("benchmark_formats", "--noise-pct 60", "_p60"),
+            # With a rewriting tool: fix the loss-noisy examples of a filtered selection instead of dropping them.
+            *(self.rewrite_commands("format_filter") if self.rewrite_budget else []),
             "done",
         ]
 
 
-AGENTS = {"curator": CuratorAgent}
+AGENTS = {"curator": CuratorAgent, "rewrite_noisy": RewriteNoisyAgent}

@@ -266,6 +266,25 @@ def inspect(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -
     refused = [s for s in steps if (s.get("submission") or {}).get("status") in ("refused", "crashed")]
     if refused:
         console.print(f"{len(refused)} refused/crashed submission(s) (no iteration spent)")
+    _print_rewrites(run_dir)
+
+
+def _print_rewrites(run_dir: Path) -> None:
+    """The rewriting tool's calls of a run (rewrites/calls.jsonl), if it had one."""
+    from curbench_env.rewrite import read_calls
+
+    calls = read_calls(run_dir)
+    if not calls:
+        return
+    table = Table(title="rewrite calls (per-record prompts and outputs: rewrites/NNN.jsonl)")
+    for col in ("call", "step", "ids", "sent", "written", "changed", "failed", "cost $", "left", "out", "prompt"):
+        table.add_column(col, justify="left" if col in ("ids", "out", "prompt") else "right")
+    for c in calls:
+        table.add_row(str(c.get("call")), str(c.get("step")), escape(Path(str(c.get("ids_file"))).name), str(c.get("n")),
+                      "withheld" if c.get("withheld") else str(c.get("rewritten")), str(c.get("changed")),
+                      str(c.get("failed")), f"{float(c.get('cost_usd', 0.0)):.4f}", str(c.get("budget_left")),
+                      escape(str(c.get("out"))), escape(str(c.get("prompt"))[:60]))
+    console.print(table)
 
 
 @app.command()

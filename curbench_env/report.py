@@ -25,7 +25,7 @@ def collect(run_dirs: list[Path], judge_model: str | None = None) -> list[dict[s
             "name": d.name, "dir": str(d), "env": cfg.get("env_id"), "agent": cfg.get("agent") or "?",
             "scaffold": "+".join(cfg.get("scaffolds") or []) or "none", "base": base,
             "best": max([m["average"] for m in its], default=base), "iterations": its, "labels": labels,
-            "summary": session_summary(labels),
+            "summary": session_summary(labels), "rewrites": rewrite_totals(d),
         })
     return runs
 
@@ -86,10 +86,12 @@ def write_report(run_dirs: list[Path], out: Path, judge_model: str | None = None
     written.append(_save(fig, out / "diagnostics.png"))
 
     header = ["run", "agent", "scaffold", "base", "best", "gain", "iterations", "new family", "grounded",
-              "effective", "shallow"]
+              "effective", "shallow", "rewrites (calls, examples, cost)"]
     rows = [[r["name"], r["agent"], r["scaffold"], f"{r['base']:.2f}", f"{r['best']:.2f}",
              f"{r['best'] - r['base']:+.2f}", str(r["summary"]["iterations"]),
-             *[f"{100 * r['summary'][k]:.0f}%" for k in keys]] for r in runs]
+             *[f"{100 * r['summary'][k]:.0f}%" for k in keys],
+             (f"{r['rewrites']['calls']}, {r['rewrites']['spent']}, ${r['rewrites']['cost_usd']:.4f}"
+              if r["rewrites"]["calls"] else "-")] for r in runs]
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(row) + " |" for row in rows]
     md += ["", "![score per iteration](score_per_iteration.png)", "![diagnostics](diagnostics.png)"]
@@ -107,6 +109,16 @@ def write_report(run_dirs: list[Path], out: Path, judge_model: str | None = None
     (out / "labels.json").write_text(json.dumps({r["name"]: r["labels"] for r in runs}, indent=1))
     written.append(out / "labels.json")
     return written
+
+
+def rewrite_totals(run_dir: Path) -> dict[str, Any]:
+    """A run's use of the rewriting tool: calls, examples spent, examples written, cost (zeros without one)."""
+    from curbench_env.rewrite import read_calls
+
+    calls = read_calls(run_dir)
+    return {"calls": len(calls), "spent": sum(int(c.get("spent", 0)) for c in calls),
+            "rewritten": sum(int(c.get("rewritten", 0)) for c in calls),
+            "cost_usd": sum(float(c.get("cost_usd", 0.0)) for c in calls)}
 
 
 def _save(fig: Any, path: Path) -> Path:

@@ -318,3 +318,32 @@ def test_simulated_mllm_is_not_given_the_hidden_ground_truth(tiny_world, monkeyp
     monkeypatch.setattr("builtins.open", guarded)
     sim = SimulatedMLLM(tiny_world / "pool")
     assert len(sim.rewrite([RewriteJob(r["id"], r, "p") for r in pool[:50]])) == 50
+
+
+# -- what people read: inspect, report, and the scripted agents -------------------------------------
+def test_inspect_and_report_show_the_rewrite_calls(rw_env, tmp_path):
+    from typer.testing import CliRunner
+
+    from curbench_env.cli import app
+    from curbench_env.report import collect
+
+    env = rw_env(budget=5)
+    env.step("printf 'ex0001\\nex0002\\n' > ids.txt && rewrite ids.txt --prompt 'Fix {answer}'")
+    env.step("done")
+    result = CliRunner().invoke(app, ["inspect", str(env.run_dir)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "rewrite calls" in result.output and "Fix {answer}" in result.output
+    (run,) = collect([env.run_dir])
+    assert run["rewrites"] == {"calls": 1, "spent": 2, "rewritten": 2, "cost_usd": 0.0}
+
+
+def test_curator_uses_the_rewrite_tool_only_where_there_is_one():
+    from curbench_env.agents.scripted import CuratorAgent
+
+    info = {"submission_budget": 100, "pool_kind": "conversations"}
+    plain, with_tool = CuratorAgent(), CuratorAgent()
+    plain.reset({}, info)
+    with_tool.reset({}, {**info, "rewrite_budget_left": 50})
+    assert not any(c.startswith("rewrite ") for c in plain.plan())
+    steps = with_tool.plan()
+    k = next(n for n, c in enumerate(steps) if c.startswith("rewrite "))
+    assert "--budget 50" in steps[k - 1] and "submit " in steps[k + 1]

@@ -7,7 +7,7 @@ by matching the 3x5 font), parses each question against the question templates, 
 what it perceived. So it fixes wrong and verbose answers where the picture shows the answer, cannot
 fix what the picture does not show (a conversation about another picture, a blank or noise picture,
 text-only chat: those turns are kept as they were), and makes its own mistakes: each answer it gives
-is replaced by a plausible wrong one with probability ``error_rate`` (default 8%, a calibrated
+is replaced by a plausible wrong one with probability ``error_rate`` (default 5%, a calibrated
 stand-in for a 9B MLLM's error rate on such pictures), drawn from a seed of (record id, prompt).
 
 The prompt steers one thing a real MLLM would follow: when it asks for short answers ("short",
@@ -159,7 +159,7 @@ class SimulatedMLLM:
 
     name = "minivqa-sim-mllm"
 
-    def __init__(self, pool_dir: Path, error_rate: float = 0.08) -> None:
+    def __init__(self, pool_dir: Path, error_rate: float = 0.05) -> None:
         self.pool_dir = Path(pool_dir)
         self.error_rate = error_rate
 

@@ -1,0 +1,26 @@
+"""Pick the examples of a selection to send to the rewriter: those whose base-model loss marks them
+noisy (above the --noise-pct percentile of their format group within the selection), at most
+--budget of them, highest loss first. Then `merge_rewrites.py` puts the rewritten records back."""
+import json
+
+import numpy as np
+from _common import args, group_of, load_pool, signal
+
+a = args({"--picks": {"required": True}, "--noise-pct": {"type": float, "default": 70.0}})
+picks = [line.strip() for line in open(a.picks) if line.strip()]
+records = {r["id"]: r for r in load_pool()}
+ids_sig, loss = signal("loss.npy")
+row = {i: k for k, i in enumerate(ids_sig)}
+groups = {}
+for i in picks:
+    groups.setdefault(group_of(records[i]), []).append(i)
+noisy = []
+for members in groups.values():
+    lv = np.array([loss[row[i]] for i in members])
+    cut = np.percentile(lv, a.noise_pct)
+    noisy += [(float(v), i) for v, i in zip(lv, members, strict=True) if v > cut]
+chosen = [i for _, i in sorted(noisy, reverse=True)][: a.budget]
+with open(a.out, "w") as fh:
+    fh.write("\n".join(chosen) + "\n")
+print(f"{len(chosen)} of {len(picks)} selected examples marked noisy (loss above p{a.noise_pct:g} of their group)")
+print(json.dumps({"groups": len(groups)}))
