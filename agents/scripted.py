@@ -17,6 +17,9 @@ SCRIPTS = ("_common.py", "random_subset.py", "source_balanced.py", "format_filte
 #: The rewriting baseline's prompt (the simulated MLLM re-answers from the picture; a real MLLM reads it).
 REWRITE_PROMPT = ("Look at the picture and correct any wrong answer in this conversation. Keep every question and "
                   "each answer's format (a single word where one is asked for).\n{turns}")
+#: With --free-form: conversation-style questions are turned into the benchmarks' short-answer format too.
+REWRITE_SHORT_PROMPT = ("Look at the picture and correct any wrong answer in this conversation. Rewrite it so that "
+                        "every question asks for, and every answer is, a single word or phrase.\n{turns}")
 
 @dataclass(frozen=True)
 class ScriptedPolicy:
@@ -129,7 +132,8 @@ class ScriptedAgent:
     def plan(self) -> list[str]:
         raise NotImplementedError
 
-    def rewrite_commands(self, policy: str, extra: str = "", noise_pct: float = 70.0, tag: str = "") -> list[str]:
+    def rewrite_commands(self, policy: str, extra: str = "", noise_pct: float = 70.0, tag: str = "",
+                         free_form: bool = True) -> list[str]:
         """Select with ``policy``, rewrite the selected examples the loss signal marks noisy, submit the
         selection with those rewritten (the rewriting baseline; needs the `rewrite` tool)."""
         p = POLICIES[policy]
@@ -139,8 +143,8 @@ class ScriptedAgent:
             f"test -f {picks} || python3 policies/{p.script} --budget {self.budget} --seed {self.seed} --out {picks} "
             f"{p.args} {extra}",
             f"python3 policies/rewrite_noisy.py --picks {picks} --noise-pct {noise_pct:g} --budget {self.rewrite_budget} "
-            f"--out {ids}",
-            f"rewrite {ids} --prompt {shlex.quote(REWRITE_PROMPT)} --out {rw}",
+            f"{' --free-form' if free_form else ''} --out {ids}",
+            f"rewrite {ids} --prompt {shlex.quote(REWRITE_SHORT_PROMPT if free_form else REWRITE_PROMPT)} --out {rw}",
             f"python3 policies/merge_rewrites.py --picks {picks} --rewrites {rw} --out {merged} && submit {merged} "
             f"--note {shlex.quote(f'{p.note}; loss-noisy (>p{noise_pct:g}) examples rewritten by the MLLM tool')}",
         ]
@@ -161,14 +165,16 @@ class SinglePolicyAgent(ScriptedAgent):
 
 
 class RewriteNoisyAgent(ScriptedAgent):
-    """The rewriting baseline: submits a selection, then the same selection with its loss-noisy
-    examples rewritten by the task's `rewrite` tool (two iterations, same training seed)."""
+    """The rewriting baseline: submits a selection, then the same selection with its loss-noisy examples
+    (and, with ``free_form``, its conversation-style ones, asked into the short-answer format) rewritten by
+    the task's `rewrite` tool (two iterations, same training seed)."""
 
     name = "rewrite_noisy"
 
-    def __init__(self, policy: str = "format_filter", seed: int = 0, extra: str = "", noise_pct: float = 70.0) -> None:
+    def __init__(self, policy: str = "source_balanced", seed: int = 0, extra: str = "", noise_pct: float = 70.0,
+                 free_form: bool = True) -> None:
         super().__init__(seed)
-        self.policy, self.extra, self.noise_pct = policy, extra, noise_pct
+        self.policy, self.extra, self.noise_pct, self.free_form = policy, extra, noise_pct, free_form
 
     def plan(self) -> list[str]:
         p = POLICIES[self.policy]
@@ -176,7 +182,7 @@ class RewriteNoisyAgent(ScriptedAgent):
         return self.setup_commands() + [
             f"python3 policies/{p.script} --budget {self.budget} --seed {self.seed} --out {picks} {p.args} {self.extra}"
             f" && submit {picks} --note {shlex.quote(p.note)}",
-            *self.rewrite_commands(self.policy, self.extra, self.noise_pct), "done"]
+            *self.rewrite_commands(self.policy, self.extra, self.noise_pct, free_form=self.free_form), "done"]
 
 
 class CuratorAgent(ScriptedAgent):

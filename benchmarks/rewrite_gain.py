@@ -19,10 +19,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="default")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--policy", default="format_filter")
+    ap.add_argument("--policy", default="source_balanced")
     ap.add_argument("--extra", default="", help="extra arguments of the selection script")
     ap.add_argument("--noise-pct", type=float, default=70.0)
     ap.add_argument("--full", action="store_true", help="also fine-tune on the full pool (slow)")
+    ap.add_argument("--noisy-only", action="store_true", help="rewrite only the loss-noisy examples (no --free-form)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
 
@@ -45,7 +46,8 @@ def main() -> None:
                        run_root=Path(tmp), disable_env_checker=True)
         try:
             for seed in range(a.seeds):
-                agent = RewriteNoisyAgent(a.policy, seed=seed, extra=a.extra, noise_pct=a.noise_pct)
+                agent = RewriteNoisyAgent(a.policy, seed=seed, extra=a.extra, noise_pct=a.noise_pct,
+                                          free_form=not a.noisy_only)
                 summary = run_episode(env, agent, seed=seed, progress=False)
                 its = RunDirectory.existing(Path(summary["run_dir"])).iterations()
                 if len(its) != 2:
