@@ -88,7 +88,7 @@ def test_reset_names_what_is_missing(monkeypatch):
 
     with pytest.raises(TaskUnavailable) as err:
         DataCompSmallTask().prepare()
-    for what in ("CURBENCH_DATACOMP_DIR", "CURBENCH_DATACOMP_REPO", "CURBENCH_DATACOMP_EVALSETS",
+    for what in ("CURBENCH_DATACOMP_DIR", "CURBENCH_DATACOMP_EVALSETS",
                  "download_evalsets.py"):
         assert what in str(err.value)
 
@@ -117,11 +117,11 @@ def test_open_clip_training_runs_through_torchrun_on_the_resharded_subset(tmp_pa
 
     info = pickle.loads((experiment / "info.pkl").read_bytes())  # what DataComp's evaluate.py reads
     assert info["scale_config"]["model"].startswith("local-dir:") and info["checkpoint"].endswith("epoch_latest.pt")
-    # The base score evaluates a random-init checkpoint the same way; without a DataComp checkout it
+    # The base score evaluates a random-init checkpoint the same way; without evaluation sets it
     # stops at that boundary with the reason.
     from curbench_env.errors import PipelineError
 
-    with pytest.raises(PipelineError, match="DataComp checkout"):
+    with pytest.raises(PipelineError, match="evaluation sets"):
         pipe.base_result(0)
     from curbench_env.pipeline import curbench_home
 

@@ -1,6 +1,8 @@
-"""DataComp-style filters for an image-caption pool ($POOL/metadata.jsonl): keep the top
-fraction by CLIP score (DataComp's CLIP-score baseline), a random fraction, or a text-based
-filter (drop file names, spam and generic captions, then exact duplicates). Writes uids."""
+"""DataComp-style filters for an image-caption pool ($POOL/metadata.jsonl, or DataComp's own
+$POOL/metadata/*.parquet with its clip_b32_similarity_score): keep the top fraction by CLIP
+score (DataComp's CLIP-score baseline), a random fraction, or a text-based filter (drop file
+names, spam and generic captions, then exact duplicates). Writes uids."""
+import glob
 import json
 import os
 import re
@@ -10,7 +12,15 @@ from _common import POOL, args, write
 
 a = args({"--by": {"choices": ["clip_score", "random", "text", "none"], "default": "clip_score"},
           "--fraction": {"type": float, "default": 0.3}})
-rows = [json.loads(line) for line in open(os.path.join(POOL, "metadata.jsonl"))]
+if os.path.exists(os.path.join(POOL, "metadata.jsonl")):
+    rows = [json.loads(line) for line in open(os.path.join(POOL, "metadata.jsonl"))]
+else:  # DataComp's download layout
+    import pyarrow.parquet as pq
+
+    cols = ["uid", "text", "clip_b32_similarity_score"]
+    rows = [dict(r, clip_score=r["clip_b32_similarity_score"])
+            for f in sorted(glob.glob(os.path.join(POOL, "metadata", "*.parquet")))
+            for r in pq.read_table(f, columns=cols).to_pylist()]
 uids = [r["uid"] for r in rows]
 n = max(1, int(round(a.fraction * len(rows))))
 if a.by == "clip_score":

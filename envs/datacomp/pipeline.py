@@ -7,9 +7,11 @@ fixed hyper-parameters (``configs/datacomp_small.json``) → DataComp's 38-task 
 - Resharding keeps a sample when its uid is in the subset; one process per input shard.
 - Training: ``torchrun -m curbench_env.envs.datacomp.openclip_main`` (``open_clip_train.main``),
   as DataComp's ``train.py`` calls it.
-- Evaluation: the ``evaluate.py`` of a DataComp checkout (the 38 tasks, their eval sets
-  downloaded with its ``download_evalsets.py``); the average is the plain mean of the tasks'
-  main metrics, as its ``aggregate_scores.py``.
+- Evaluation (``evaluator``): ``clip_benchmark`` (default; ``clip_eval.py``: clip-benchmark's
+  zero-shot classification and retrieval on DataComp's webdataset evaluation sets, 34 of its 38
+  tasks, or a chosen subset) or ``datacomp`` (the ``evaluate.py`` of a DataComp checkout, all 38).
+  Both write DataComp's ``eval_results.jsonl``; the average is the plain mean of the tasks' main
+  metrics, as its ``aggregate_scores.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from curbench_env.envs.datacomp.tasklist import LIBRARY_TASKS, MAIN_TASKS, EvalTask, resolve
 from curbench_env.envs.llava665k.pipeline import OFFLINE_ENV, config_path, run_logged
 
 from curbench_env.errors import PipelineError
@@ -134,6 +137,21 @@ class DataCompSettings:
     reshard_workers: int = 8
     train_timeout_s: float = 48 * 3600
     eval_timeout_s: float = 12 * 3600
+    #: ``clip_benchmark`` (an installed library) or ``datacomp`` (``evaluate.py`` of ``datacomp_repo``).
+    evaluator: str = "clip_benchmark"
+    #: DataComp task keys scored and averaged; empty: every task the evaluator computes.
+    tasks: tuple[str, ...] = ()
+
+    def eval_tasks(self) -> tuple[EvalTask, ...]:
+        """The tasks this pipeline scores."""
+        return eval_tasks(self.evaluator, self.tasks)
+
+
+def eval_tasks(evaluator: str, tasks: tuple[str, ...] | list[str] = ()) -> tuple[EvalTask, ...]:
+    """The tasks scored: the chosen ``tasks``, else every task the evaluator computes."""
+    if tasks:
+        return resolve(list(tasks))
+    return MAIN_TASKS if evaluator == "datacomp" else LIBRARY_TASKS
 
 
 def training_args(cfg: dict[str, Any], data: str, logs: Path, name: str, seed: int, world: int) -> list[str]:
@@ -148,6 +166,13 @@ def training_args(cfg: dict[str, Any], data: str, logs: Path, name: str, seed: i
     if cfg.get("device"):
         args += ["--device", cfg["device"]]
     return args + list(cfg.get("extra_args", []))
+
+
+def thread_env(cfg: dict[str, Any]) -> dict[str, str]:
+    """The config's ``cpu_threads`` as the subprocesses' thread caps: on a shared CPU a tiny model
+    trains many times faster on one thread than on threads that spin against other work."""
+    n = cfg.get("cpu_threads")
+    return {"OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)} if n else {}
 
 
 def write_info(experiment: Path, cfg: dict[str, Any], checkpoint: Path, seed: int) -> None:
@@ -185,7 +210,8 @@ class DataCompPipeline:
     def fingerprint(self) -> str:
         s = self.settings
         payload = {"pool": str(Path(s.pool_dir).resolve()), "config": Path(s.config).read_text(),
-                   "repo": str(s.datacomp_repo)}
+                   "repo": str(s.datacomp_repo), "evalsets": str(s.evalsets), "evaluator": s.evaluator,
+                   "tasks": [t.key for t in s.eval_tasks()]}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def train(self, selection: Selection, workdir: Path, seed: int) -> Path:
@@ -211,7 +237,8 @@ class DataCompPipeline:
         args_file.write_text(json.dumps(training_args(cfg, data, workdir / "logs", "run", seed, world)))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(s.nproc_per_node),
                *s.launcher_args, str(Path(__file__).with_name("openclip_main.py")), str(args_file)]
-        run_logged(cmd, workdir / "train.log", s.train_timeout_s, "open_clip training", {**os.environ, **OFFLINE_ENV})
+        run_logged(cmd, workdir / "train.log", s.train_timeout_s, "open_clip training",
+                   {**os.environ, **OFFLINE_ENV, **thread_env(cfg)})
         experiment = workdir / "logs" / "run"
         checkpoint = experiment / "checkpoints" / "epoch_latest.pt"
         if not checkpoint.exists():
@@ -220,14 +247,49 @@ class DataCompPipeline:
         return experiment
 
     def evaluate(self, experiment: Path, workdir: Path) -> dict[str, float]:
+        """Score the experiment's checkpoint on the pipeline's tasks (main metrics, 0-100)."""
         s = self.settings
-        if s.datacomp_repo is None or s.evalsets is None:
-            raise PipelineError("evaluation needs a DataComp checkout and its eval sets (CURBENCH_DATACOMP_REPO, "
-                                "CURBENCH_DATACOMP_EVALSETS)")
-        cmd = [sys.executable, str(Path(s.datacomp_repo) / "evaluate.py"), "--train_output_dir", str(experiment),
-               "--data_dir", str(s.evalsets)]
-        run_logged(cmd, workdir / "eval.log", s.eval_timeout_s, "DataComp evaluation", {**os.environ})
-        return aggregate(experiment / "eval_results.jsonl")
+        tasks = s.eval_tasks()
+        if s.evalsets is None:
+            raise PipelineError("evaluation needs DataComp's evaluation sets (evalsets / CURBENCH_DATACOMP_EVALSETS)")
+        results = experiment / "eval_results.jsonl"
+        results.unlink(missing_ok=True)  # both evaluators append to it and skip tasks already in it
+        if s.evaluator == "datacomp":
+            if s.datacomp_repo is None or not (Path(s.datacomp_repo) / "evaluate.py").is_file():
+                raise PipelineError("evaluator=datacomp needs a DataComp checkout (datacomp_repo / "
+                                    f"CURBENCH_DATACOMP_REPO); none at {s.datacomp_repo}")
+            cmd = [sys.executable, str(Path(s.datacomp_repo) / "evaluate.py"), "--train_output_dir", str(experiment),
+                   "--data_dir", str(s.evalsets)]
+            what = "DataComp evaluation (evaluate.py)"
+        elif s.evaluator == "clip_benchmark":
+            cmd = [sys.executable, "-m", "curbench_env.envs.datacomp.clip_eval", "--train_output_dir", str(experiment),
+                   "--data_dir", str(s.evalsets), "--tasks", ",".join(t.key for t in tasks)]
+            what = "DataComp evaluation (clip-benchmark)"
+        else:
+            raise PipelineError(f"unknown evaluator {s.evaluator!r}; choose clip_benchmark or datacomp")
+        run_logged(cmd, workdir / "eval.log", s.eval_timeout_s, what, {**os.environ, **OFFLINE_ENV, **thread_env(self.config())})
+        scored = aggregate(results)
+        missing = [t.key for t in tasks if t.key not in scored]
+        if missing:
+            raise PipelineError(f"the evaluation wrote no score for {', '.join(missing)}; log: {workdir / 'eval.log'}")
+        return {t.key: scored[t.key] for t in tasks}
+
+    def coverage(self) -> str:
+        """Which of DataComp's 38 averaged tasks the score covers, in words."""
+        tasks = self.settings.eval_tasks()
+        keys = {t.key for t in tasks}
+        left = [t.name for t in MAIN_TASKS if t.key not in keys]
+        line = f"score: mean main metric over {len(tasks)} of DataComp's {len(MAIN_TASKS)} tasks ({self.settings.evaluator})"
+        return line + (f"; not evaluated: {', '.join(left)}" if left else "")
+
+    def _result(self, scores: dict[str, float], workdir: Path, timings: dict[str, float], **extra: Any) -> EvalResult:
+        tasks = self.settings.eval_tasks()
+        log = (workdir / "eval.log").read_text(errors="replace")[-20_000:]
+        return EvalResult(scores=scores, average=round(float(np.mean(list(scores.values()))), 4), timings=timings,
+                          eval_log=self.coverage() + "\n" + log,
+                          extra={"evaluator": self.settings.evaluator,
+                                 "datacomp_tasks": f"{len(tasks)}/{len(MAIN_TASKS)}",
+                                 "main_metrics": {t.key: t.main_metric for t in tasks}, **extra})
 
     def run(self, selection: Selection, workdir: Path, seed: int) -> EvalResult:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -235,12 +297,11 @@ class DataCompPipeline:
         experiment = self.train(selection, workdir, seed)
         train_s = time.monotonic() - t0
         scores = self.evaluate(experiment, workdir)
-        avg = float(np.mean(list(scores.values())))
-        return EvalResult(scores=scores, average=round(avg, 4),
-                          timings={"train_s": round(train_s, 1), "eval_s": round(time.monotonic() - t0 - train_s, 1)},
-                          train_log=(workdir / "train.log").read_text(errors="replace")[-20_000:],
-                          eval_log=(workdir / "eval.log").read_text(errors="replace")[-20_000:],
-                          extra={"examples": len(selection.ids)})
+        result = self._result(scores, workdir, {"train_s": round(train_s, 1),
+                                                "eval_s": round(time.monotonic() - t0 - train_s, 1)},
+                              examples=len(selection.ids))
+        result.train_log = (workdir / "train.log").read_text(errors="replace")[-20_000:]
+        return result
 
     def base_result(self, seed: int) -> EvalResult:
         """The untrained (random-init) model, scored by the same evaluation: DataComp trains from
@@ -261,9 +322,7 @@ class DataCompPipeline:
         write_info(experiment, cfg, checkpoint, seed)
         t0 = time.monotonic()
         scores = self.evaluate(experiment, workdir)
-        return EvalResult(scores=scores, average=round(float(np.mean(list(scores.values()))), 4),
-                          timings={"train_s": 0.0, "eval_s": round(time.monotonic() - t0, 1)},
-                          eval_log=(workdir / "eval.log").read_text(errors="replace")[-20_000:])
+        return self._result(scores, workdir, {"train_s": 0.0, "eval_s": round(time.monotonic() - t0, 1)})
 
     def config(self) -> dict[str, Any]:
         """The fixed training configuration (``configs/datacomp_small.json``)."""
