@@ -222,12 +222,16 @@ class RunDirectory:
 
 
 def default_run_dir(env_id: str, seed: int | None, root: Path | None = None) -> Path:
-    """``runs/<env>-<UTC time>-s<seed>`` under ``root`` ($CURBENCH_RUNS or ./runs)."""
+    """A new, empty ``runs/<env>-<UTC time>-s<seed>[-N]`` under ``root`` ($CURBENCH_RUNS or ./runs)."""
     root = Path(root or os.environ.get("CURBENCH_RUNS", "runs"))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     base = root / f"{env_id}-{stamp}-s{seed if seed is not None else 'x'}"
+    root.mkdir(parents=True, exist_ok=True)
     path, n = base, 1
-    while path.exists():
-        n += 1
-        path = Path(f"{base}-{n}")
-    return path
+    while True:  # claimed with mkdir, so concurrent episodes started in the same second get their own
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = Path(f"{base}-{n}")

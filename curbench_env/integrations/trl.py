@@ -60,6 +60,19 @@ def _scaffolds(value: str | Sequence[str] | None) -> list[str]:
     return [str(s) for s in value if s]
 
 
+def _commands(value: str | Sequence[str] | None) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        if value.lstrip().startswith("["):
+            loaded = json.loads(value)
+            if not isinstance(loaded, list) or not all(isinstance(c, str) for c in loaded):
+                raise ValueError("setup must be a command, a list of commands or a JSON list of them")
+            return loaded
+        return [value]
+    return [str(c) for c in value]
+
+
 class CurationTRLEnv:
     """One curation episode per rollout, for ``GRPOTrainer(environment_factory=CurationTRLEnv)``.
 
@@ -80,10 +93,13 @@ class CurationTRLEnv:
     def reset(self, env_id: str, seed: int | None = None, task_args: dict[str, Any] | str | None = None,
               scaffold: str | Sequence[str] | None = None, reward_mode: str = "best",
               iteration_budget: int | None = None, max_steps: int | None = None, backend: str = "auto",
-              **row: Any) -> str:
+              setup: str | Sequence[str] | None = None, **row: Any) -> str:
         """Start a fresh episode (the previous one of this instance is closed) and return its brief.
 
-        ``row`` takes the dataset's other columns (``prompt`` and the like), which are not the env's.
+        ``setup``: shell commands run (and recorded) before the model's first turn, so every rollout of
+        a group starts from the same workspace (e.g. helper scripts written in); JSON list or one
+        command. A failing setup command is an error. ``row`` takes the dataset's other columns
+        (``prompt`` and the like), which are not the env's.
         """
         from curbench_env.runner import make_env
 
@@ -98,6 +114,11 @@ class CurationTRLEnv:
         self.reward, self.reward_mode = 0.0, reward_mode
         try:
             brief = self._session.start()
+            for command in _commands(setup):
+                obs, _ = self._session.step(command)
+                if int(obs["exit_code"]) != 0:
+                    raise RuntimeError(f"setup command failed (exit {int(obs['exit_code'])}): {command[:200]}\n"
+                                       f"{obs['output'][-2000:]}")
         except BaseException:
             self._close()
             raise
@@ -187,7 +208,7 @@ class CurationTRLEnv:
 
 def rollout_dataset(env_id: str, *, seeds: Iterable[int] = range(8), task_args: dict[str, Any] | None = None,
                     scaffold: str | None = None, reward_mode: str = "best", iteration_budget: int | None = None,
-                    max_steps: int | None = None, prompt: str = DEFAULT_PROMPT) -> Any:
+                    max_steps: int | None = None, setup: Sequence[str] = (), prompt: str = DEFAULT_PROMPT) -> Any:
     """A ``datasets.Dataset`` of rollout rows for ``GRPOTrainer``: a conversational ``prompt`` (the
     env's brief is appended to it at reset) and the columns ``CurationTRLEnv.reset`` takes, one row
     per seed. ``task_args`` travels as JSON so rows with different arguments share one column type."""
@@ -202,5 +223,7 @@ def rollout_dataset(env_id: str, *, seeds: Iterable[int] = range(8), task_args: 
             row["iteration_budget"] = int(iteration_budget)
         if max_steps is not None:
             row["max_steps"] = int(max_steps)
+        if setup:
+            row["setup"] = json.dumps(list(setup))
         rows.append(row)
     return Dataset.from_list(rows)
