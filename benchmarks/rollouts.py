@@ -72,7 +72,7 @@ def main() -> None:
     rows = []
     for n in [int(x) for x in a.concurrency.split(",")]:
         nonce += 1000
-        seeds = list(range(n))
+        seeds = [0] * n
         t0 = time.monotonic()
         results = run_rollouts(env_factory, lambda s, n0=nonce: ThinkingRandomAgent(
             s, n0 + (s // a.group) * 10, a.iterations, a.think_s), seeds=seeds, concurrency=n)

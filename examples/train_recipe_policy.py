@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.25)
     ap.add_argument("--random-seeds", type=int, default=5, help="random-subset baseline: how many subsets")
     ap.add_argument("--concurrency", type=int, default=2)
+    ap.add_argument("--train-seed", type=int, default=0, help="the episodes' seed (fixes the training seed)")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--out", default="results/recipe_policy")
     a = ap.parse_args()
@@ -116,7 +117,7 @@ def main() -> None:
         return make_env(a.env, task_args=task_args, backend=a.backend, iteration_budget=1, max_steps=40)
 
     def evaluate(recipes: list[Recipe]) -> list[float]:
-        results = run_rollouts(env_factory, lambda k: RecipeAgent(recipes[k]), seeds=list(range(len(recipes))),
+        results = run_rollouts(env_factory, lambda k: RecipeAgent(recipes[k]), seeds=[a.train_seed] * len(recipes),
                                concurrency=a.concurrency)
         for r in results:
             if r.error:

@@ -7,8 +7,8 @@ group's) are trained once and read from the content-hash cache by the others.
 
 ```python
 from curbench_env.integrations.rollouts import run_rollouts
-results = run_rollouts(lambda: make_env("Curation-MiniVQA-v0"), lambda seed: load_policy("curator", seed=seed),
-                       seeds=range(8), concurrency=4)
+results = run_rollouts(lambda: make_env("Curation-MiniVQA-v0"), lambda i: load_policy("curator", seed=i),
+                       seeds=[0] * 8, concurrency=4)   # 8 episodes, training seed 0, 4 at a time
 ```
 """
 
@@ -45,7 +45,8 @@ class RolloutResult:
 
 def run_rollouts(env_factory: Callable[[], gym.Env], policy_factory: Callable[[int], Any], seeds: Sequence[int], *,
                  concurrency: int = 4, on_done: Callable[[RolloutResult], None] | None = None) -> list[RolloutResult]:
-    """Play one episode per seed, ``concurrency`` at a time; results in the order of ``seeds``.
+    """Play one episode per entry of ``seeds`` (its episode seed: the training seed), ``concurrency`` at
+    a time; ``policy_factory(i)`` builds rollout ``i``'s policy. Results come in the order of ``seeds``.
 
     A rollout that raises is returned with ``error`` set (its run directory keeps what it did); the
     others go on.
@@ -56,12 +57,13 @@ def run_rollouts(env_factory: Callable[[], gym.Env], policy_factory: Callable[[i
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     done_lock = threading.Lock()
 
-    def one(seed: int) -> RolloutResult:
+    def one(index: int) -> RolloutResult:
+        seed = int(seeds[index])
         t0 = time.monotonic()
         env = None
         try:
             env = env_factory()
-            summary = run_episode(env, policy_factory(seed), seed=seed, progress=False)
+            summary = run_episode(env, policy_factory(index), seed=seed, progress=False)
             result = RolloutResult(seed=seed, episode_return=float(summary["return"]),
                                    base_score=summary["base_score"], best_score=summary["best_score"],
                                    iterations=int(summary["iterations"] or 0), steps=int(summary["steps"]),
@@ -80,4 +82,4 @@ def run_rollouts(env_factory: Callable[[], gym.Env], policy_factory: Callable[[i
         return result
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="curbench-rollout") as pool:
-        return list(pool.map(one, list(seeds)))
+        return list(pool.map(one, range(len(seeds))))
