@@ -5,6 +5,7 @@ look like an LLM agent's and exercise the same harness.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,7 +110,12 @@ class ScriptedAgent:
         self.budget = int(info["submission_budget"])
         self.pool_kind = str(info["pool_kind"])
         self.rewrite_budget = int(info.get("rewrite_budget_left") or 0)
-        self._plan = iter(self.plan())
+        plan = list(self.plan())
+        spent = int(info.get("iteration") or 0)  # > 0: a resumed episode; its first submissions are recorded
+        if spent:
+            submits = [k for k, cmd in enumerate(plan) if re.search(r"(^|&&\s*)submit\s", cmd)]
+            plan = plan[submits[spent - 1] + 1:] if len(submits) >= spent else ["done"]
+        self._plan = iter(plan)
 
     def act(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
         if self._plan is None:

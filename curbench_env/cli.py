@@ -342,8 +342,8 @@ def report(
     console.print("wrote " + ", ".join(str(f) for f in files))
 
 
-# The serving front doors (`curbench mcp`, `curbench view`) register themselves on the same app.
-from curbench_env import cli_serve  # noqa: E402,F401
+# The serving front doors (`curbench mcp`, `curbench view`) and `curbench sweep` register themselves on the same app.
+from curbench_env import cli_serve, cli_sweep  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -32,6 +32,10 @@ def collect(run_dirs: list[Path], judge_model: str | None = None) -> list[dict[s
 
 def write_report(run_dirs: list[Path], out: Path, judge_model: str | None = None) -> list[Path]:
     """Write PNG plots, report.md and report.html into ``out``; return the files written."""
+    from curbench_env.sweep_report import is_sweep_dir, write_sweep_report
+
+    if len(run_dirs) == 1 and is_sweep_dir(run_dirs[0]):  # a sweep: its per-cell aggregate and figures
+        return write_sweep_report(run_dirs[0], out, judge_model=judge_model)
     import matplotlib
 
     matplotlib.use("Agg")
