@@ -3,7 +3,7 @@
 The model calls the episode's tools (``bash``, ``submit``, ``status``, ``finish``) through TRL's
 ``environment_factory`` (:class:`curbench_env.integrations.trl.CurationTRLEnv`); each rollout is a real
 one-iteration episode whose workspace starts with the scripted recipe scripts written in (the
-``setup`` column), and its reward is the episode's (best − base, benchmark points).
+``setup`` column; the model gets the short brief, the README stays in its workspace), and its reward is the episode's (best − base, benchmark points).
 
 CPU, toy scale (the default): a tiny Qwen3-shaped model built offline
 (:mod:`curbench_env.integrations.tiny_lm`). A random tiny model never emits a well-formed tool call,
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from curbench_env.agents.scripted import ScriptedAgent
+from curbench_env.agents.scripted import POLICIES, ScriptedAgent
 
 from curbench_env.integrations.trl import DEFAULT_PROMPT, CurationTRLEnv, rollout_dataset
 
@@ -39,17 +39,17 @@ FAMILIES = ("random", "source_balanced", "format_filter", "dedup_diversity", "to
 
 
 def menu(budget: int) -> list[str]:
-    """The recipe commands the warm start teaches (one per family, seed 0)."""
-    agent = ScriptedAgent(seed=0)
-    agent.budget = budget
-    return [agent.submit_command(f) for f in FAMILIES]
+    """The recipe commands the warm start teaches: one per family, short enough for a tiny model."""
+    scripts = {name: POLICIES[name] for name in FAMILIES}
+    return [f"python3 policies/{p.script} --budget {budget} --out p.txt {p.args}".rstrip() + " && submit p.txt"
+            for p in scripts.values()]
 
 
 def probe(env_id: str, task_args: dict[str, Any]) -> tuple[str, int, list[Any], list[str]]:
     """The brief, the submission budget, the tools (bound methods) and the setup commands."""
     env = CurationTRLEnv()
     setup = ScriptedAgent(seed=0).setup_commands()
-    brief = env.reset(env_id=env_id, seed=0, task_args=task_args, iteration_budget=1)
+    brief = env.reset(env_id=env_id, seed=0, task_args=task_args, iteration_budget=1, brief="short")
     budget = int(json.loads(env.status())["submission_budget"])
     tools = [env.bash, env.submit, env.status, env.finish]
     env._close()
@@ -81,7 +81,7 @@ def warm_start(model: Any, tok: Any, prompt_msgs: list[dict[str, Any]], tools: l
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     return losses
 
@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--preset", default=None)
     ap.add_argument("--model", default=None, help="a local causal LM path (default: a tiny model built offline)")
     ap.add_argument("--no-warm-start", action="store_true")
-    ap.add_argument("--sft-steps", type=int, default=150)
+    ap.add_argument("--sft-steps", type=int, default=300)
     ap.add_argument("--steps", type=int, default=30, help="GRPO steps")
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--lr", type=float, default=5e-4)
@@ -148,7 +148,7 @@ def main() -> None:
 
         corpus = [brief, DEFAULT_PROMPT, *commands, *[json.dumps({"name": "bash", "arguments": {"command": c}})
                                                          for c in commands]] * 4
-        model, tok = build_tiny_chat_lm(corpus, vocab_size=3000, hidden=96, layers=2, seed=a.seed)
+        model, tok = build_tiny_chat_lm(corpus, vocab_size=3000, hidden=128, layers=2, seed=a.seed)
     sft = [] if a.no_warm_start else warm_start(model, tok, prompt_msgs, tools, commands, a.sft_steps, 3e-3, a.seed)
     if sft:
         print(f"warm start: SFT loss {sft[0]:.2f} → {sft[-1]:.3f} over {len(sft)} steps", flush=True)
@@ -156,7 +156,7 @@ def main() -> None:
     print(f"before GRPO: reward {statistics.mean(before):+.2f} ± {statistics.pstdev(before):.2f}", flush=True)
 
     data = rollout_dataset(a.env, seeds=[0] * (a.steps * a.generations), task_args=task_args, iteration_budget=1,
-                           max_steps=len(setup) + 6, setup=setup, prompt=DEFAULT_PROMPT)
+                           max_steps=len(setup) + 6, setup=setup, brief="short", prompt=DEFAULT_PROMPT)
     args = GRPOConfig(output_dir=str(out / "trainer"), max_steps=a.steps, per_device_train_batch_size=a.generations,
                       num_generations=a.generations, max_completion_length=96, learning_rate=a.lr,
                       max_tool_calling_iterations=1, temperature=1.0, logging_steps=1, report_to="none",

@@ -93,16 +93,20 @@ class CurationTRLEnv:
     def reset(self, env_id: str, seed: int | None = None, task_args: dict[str, Any] | str | None = None,
               scaffold: str | Sequence[str] | None = None, reward_mode: str = "best",
               iteration_budget: int | None = None, max_steps: int | None = None, backend: str = "auto",
-              setup: str | Sequence[str] | None = None, **row: Any) -> str:
+              setup: str | Sequence[str] | None = None, brief: str = "full", **row: Any) -> str:
         """Start a fresh episode (the previous one of this instance is closed) and return its brief.
 
         ``setup``: shell commands run (and recorded) before the model's first turn, so every rollout of
         a group starts from the same workspace (e.g. helper scripts written in); JSON list or one
-        command. A failing setup command is an error. ``row`` takes the dataset's other columns
+        command. A failing setup command is an error. ``brief``: ``full`` (the whole first observation:
+        session rules, task README, scaffold texts) or ``short`` (the session rules only, pointing at
+        ./README.md in the workspace: for small models with short contexts). ``row`` takes the dataset's other columns
         (``prompt`` and the like), which are not the env's.
         """
         from curbench_env.runner import make_env
 
+        if brief not in ("full", "short"):
+            raise ValueError(f"brief must be 'full' or 'short', not {brief!r}")
         if reward_mode not in REWARD_MODES:
             raise ValueError(f"reward_mode must be one of {', '.join(REWARD_MODES)}, not {reward_mode!r}")
         self._close()
@@ -113,7 +117,7 @@ class CurationTRLEnv:
         self._finalizer = weakref.finalize(self, env.close)
         self.reward, self.reward_mode = 0.0, reward_mode
         try:
-            brief = self._session.start()
+            text = self._session.start()
             for command in _commands(setup):
                 obs, _ = self._session.step(command)
                 if int(obs["exit_code"]) != 0:
@@ -124,7 +128,10 @@ class CurationTRLEnv:
             raise
         root = env.unwrapped.run_dir
         self.run_dir = str(root) if root else None
-        return brief
+        if brief == "short":
+            header = text.split("\n\n", 1)[0]
+            return header + "\nThe task README (the pool, its fields, the benchmarks) is ./README.md in your workspace."
+        return text
 
     # -- tools (TRL turns these into the model's tools; their docstrings are the schema) ------------
     def bash(self, command: str) -> str:
@@ -208,7 +215,8 @@ class CurationTRLEnv:
 
 def rollout_dataset(env_id: str, *, seeds: Iterable[int] = range(8), task_args: dict[str, Any] | None = None,
                     scaffold: str | None = None, reward_mode: str = "best", iteration_budget: int | None = None,
-                    max_steps: int | None = None, setup: Sequence[str] = (), prompt: str = DEFAULT_PROMPT) -> Any:
+                    max_steps: int | None = None, setup: Sequence[str] = (), brief: str = "full",
+                    prompt: str = DEFAULT_PROMPT) -> Any:
     """A ``datasets.Dataset`` of rollout rows for ``GRPOTrainer``: a conversational ``prompt`` (the
     env's brief is appended to it at reset) and the columns ``CurationTRLEnv.reset`` takes, one row
     per seed. ``task_args`` travels as JSON so rows with different arguments share one column type."""
@@ -225,5 +233,7 @@ def rollout_dataset(env_id: str, *, seeds: Iterable[int] = range(8), task_args: 
             row["max_steps"] = int(max_steps)
         if setup:
             row["setup"] = json.dumps(list(setup))
+        if brief != "full":
+            row["brief"] = brief
         rows.append(row)
     return Dataset.from_list(rows)

@@ -204,6 +204,9 @@ def aggregate(results_jsonl: Path) -> dict[str, float]:
 class DataCompPipeline:
     """Subset → reshard → open_clip training → DataComp evaluation, as subprocesses."""
 
+    #: One training run at a time on this machine (it takes every GPU/process the settings give it).
+    scoring_slots = 1
+
     def __init__(self, settings: DataCompSettings) -> None:
         self.settings = settings
 

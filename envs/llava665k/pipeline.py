@@ -79,6 +79,9 @@ def run_logged(cmd: list[str], log: Path, timeout: float, what: str, env: dict[s
 class LlavaPipeline:
     """Fine-tunes the base llava-hf model on a selection and scores it with lmms-eval."""
 
+    #: One training run at a time on this machine (it takes every GPU/process the settings give it).
+    scoring_slots = 1
+
     def __init__(self, settings: LlavaSettings, records: Callable[[str], dict[str, Any]],
                  image_file: Callable[[str, Path], Path | None], pool_stamp: str = "") -> None:
         self.settings = settings

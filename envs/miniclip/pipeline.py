@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from dataclasses import asdict
@@ -41,6 +42,11 @@ def _collate_texts(batch):
 
 class MiniCLIPPipeline:
     """Train-from-scratch + zero-shot/retrieval evaluation, deterministic for a seed."""
+
+    @property
+    def scoring_slots(self) -> int:
+        """Submissions this machine trains at once (the scorer's queue): one per ``threads`` cores."""
+        return max(1, (os.cpu_count() or 2) // self.recipe.threads)
 
     def __init__(self, world_dir: Path, recipe: ClipRecipe = ClipRecipe()) -> None:
         self.world_dir = Path(world_dir)

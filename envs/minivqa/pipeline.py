@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,12 @@ class MiniVQAPipeline:
         self.recipe = recipe
         self._lock = threading.Lock()
         self._loaded = False
+
+    @property
+    def scoring_slots(self) -> int:
+        """Submissions this machine trains at once (the scorer's queue): one per ``threads`` cores on
+        CPU, one per GPU run."""
+        return 1 if self.recipe.device != "cpu" else max(1, (os.cpu_count() or 2) // self.recipe.threads)
 
     # -- lazy state ----------------------------------------------------------------------
     def _load(self) -> None:
