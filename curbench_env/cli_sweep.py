@@ -43,7 +43,8 @@ def sweep(
     counts = progress.counts()
     minutes = (time.monotonic() - t0) / 60
     console.print(f"[bold]{counts['finished']} finished, {counts['skipped']} already done, {counts['failed']} failed[/]"
-                  f" in {minutes:.1f} min · {sweep_dir}")
+                  f" in {minutes:.1f} min ({60 * counts['finished'] / max(minutes, 1e-9):.1f} sessions/hour at "
+                  f"concurrency {progress.concurrency}) · {sweep_dir}")
     if report:
         from curbench_env.sweep_report import write_sweep_report
 

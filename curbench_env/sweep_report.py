@@ -197,11 +197,11 @@ def write_sweep_report(sweep_dir: Path, out: Path, judge_model: str | None = Non
 
     console = console or make_console()
     table = Table(title=f"sweep {sweep_dir.name}: per cell (best score over seeds)", header_style="bold")
-    keep = [0, 1, 2, 3, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 18]  # the console's columns (all are in the files)
-    if all(not r["task_args"] for r in rows):
-        keep = [k for k in keep if k != 4]
-    else:
-        keep.insert(4, 4)
+    keep = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 18]  # the console's columns (all are in the files)
+    if len({r["env"] for r in rows}) == 1:
+        keep.remove(0)
+    if len({r["task_args"] for r in rows}) == 1:
+        keep.remove(4)
     for k in keep:
         table.add_column(CELL_HEADER[k], justify="left" if k < 5 else "right")
     for r in rows:
