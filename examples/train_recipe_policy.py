@@ -66,8 +66,9 @@ class RecipeAgent(ScriptedAgent):
     def plan(self) -> list[str]:
         extra = f"--noise-pct {self.recipe.noise}" if self.recipe.noise is not None else ""
         cmd = self.submit_command(self.recipe.family, extra)
-        return [*self.setup_commands(), cmd.replace("--note " + shlex.quote(POLICIES[self.recipe.family].note),
-                                                     "--note " + shlex.quote(self.recipe.label)), "done"]
+        note = POLICIES[self.recipe.family].note + (" " + extra if extra else "")
+        return [*self.setup_commands(), cmd.replace(f"--note {shlex.quote(note)}",
+                                                     f"--note {shlex.quote(self.recipe.label)}"), "done"]
 
 
 class RecipePolicy(torch.nn.Module):
