@@ -26,13 +26,14 @@ def sweep(
 ) -> None:
     """Run every unfinished session of a sweep as a Ray task; finished ones are skipped, interrupted ones
     resumed. Each session is an ordinary run directory under SWEEP_DIR/sessions/."""
-    from curbench_env.sweep import load_spec, session_state
+    from curbench_env.sweep import in_use, load_spec, run_dir_of, session_state
 
     spec = load_spec(spec_file)
     sweep_dir = out or Path("sweeps") / spec.name
     if dry_run:
         for s in spec.sessions:
-            console.print(f"{session_state(sweep_dir, s):>11}  {escape(s.name)}")
+            state = "running" if in_use(run_dir_of(sweep_dir, s)) else session_state(sweep_dir, s)
+            console.print(f"{state:>11}  {escape(s.name)}")
         console.print(f"{len(spec.sessions)} sessions · {spec.cpus:g} CPU, {spec.gpus:g} GPU each · "
                       f"{spec.max_retries} retries · sweep directory {sweep_dir}")
         return
@@ -54,4 +55,4 @@ def sweep(
         for error in progress.errors.values():
             console.print(f"[red]failed:[/] {escape(error)}")
         console.print("re-run the same command to retry the failed sessions (interrupted ones are resumed)")
-        raise typer.Exit(1)
+        raise SystemExit(1)  # not typer.Exit: main() runs the app with standalone_mode=False, which returns it

@@ -272,6 +272,22 @@ def session_state(sweep_dir: Path, session: Session) -> str:
     return "new"
 
 
+def in_use(run_dir: Path) -> bool:
+    """Whether a harness holds the run directory now (its ``.lock``; see RunDirectory.acquire)."""
+    import fcntl
+
+    lock = Path(run_dir) / ".lock"
+    if not lock.exists():
+        return False
+    with open(lock) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """The session's process ends when its Ray worker does (a cancelled sweep leaves no orphan)."""
     try:

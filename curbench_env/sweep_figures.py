@@ -38,7 +38,7 @@ def scaffold_figure(records: list[dict[str, Any]], rows: list[dict[str, Any]], p
     colors = {a: AGENT_COLORS[k % len(AGENT_COLORS)] for k, a in enumerate(agents)}
     width = 0.8 / len(agents)
     fig, axes = plt.subplots(len(envs), len(budgets), squeeze=False, sharey="row",
-                             figsize=(max(4.5, 1.2 + 1.3 * len(scaffolds) * len(agents) ** 0.5) * len(budgets),
+                             figsize=(max(6.4, max(4.5, 1.2 + 1.3 * len(scaffolds) * len(agents) ** 0.5) * len(budgets)),
                                       4.2 * len(envs)))
     for i, env in enumerate(envs):
         for j, budget in enumerate(budgets):
@@ -75,7 +75,7 @@ def scaffold_figure(records: list[dict[str, Any]], rows: list[dict[str, Any]], p
     handles += [plt.Line2D([], [], color="0.4", linestyle="--", label="base model"),
                 plt.Line2D([], [], color="0.4", linestyle=":", label="best-of-N random (N = budget)")]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
-    fig.suptitle("Scaffold comparison: best score per session (dots), box per scaffold and agent", fontsize=11)
+    fig.suptitle("Scaffold comparison: best score per session (dots)", fontsize=11)
     fig.tight_layout(rect=(0, 0.08, 1, 0.97))
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -89,12 +89,14 @@ def budget_figure(records: list[dict[str, Any]], path: Path) -> Path | None:
     if not done:
         return None
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     envs = _order([r["session"].env for r in done])
     agents = _order([r["session"].agent for r in done])
     budgets = sorted({r["session"].iterations for r in done})
     colors = {b: BUDGET_COLORS[k % len(BUDGET_COLORS)] for k, b in enumerate(budgets)}
     fig, axes = plt.subplots(len(envs), len(agents), squeeze=False, sharey="row",
-                             figsize=(5.2 * len(agents), 4.0 * len(envs)))
+                             figsize=(max(6.4, 5.2 * len(agents)), 4.0 * len(envs)))
     for i, env in enumerate(envs):
         for j, agent in enumerate(agents):
             ax = axes[i][j]
@@ -112,13 +114,14 @@ def budget_figure(records: list[dict[str, Any]], path: Path) -> Path | None:
                 ax.plot(range(length), mean, color=colors[budget], linewidth=2.4,
                         label=f"budget {budget}: mean of {len(here)} (final {mean[-1]:.2f})")
             ax.set_xlabel("iteration (0 = base model)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if j == 0:
                 ax.set_ylabel("best benchmark average so far")
             env_part = f"{env.removeprefix('Curation-')} · " if len(envs) > 1 else ""
             ax.set_title(f"{env_part}{agent}", fontsize=10)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle("Score vs iteration budget: best so far per session (thin) and its average (bold)", fontsize=11)
+    fig.suptitle("Score vs iteration budget: best so far per session (thin), average (bold)", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path, dpi=120)
     plt.close(fig)

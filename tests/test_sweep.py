@@ -20,12 +20,14 @@ from curbench_env.sweep import Session, parse_spec, run_dir_of, session_state, w
 @pytest.fixture(autouse=True)
 def _private_scoring_queue(tmp_path, monkeypatch):
     """This module's submissions queue for scoring among themselves, not behind other processes' training."""
+    import shutil
     import tempfile
 
-    queue = tmp_path / "tmpdir"
-    queue.mkdir()
-    monkeypatch.setenv("TMPDIR", str(queue))
-    monkeypatch.setattr(tempfile, "tempdir", str(queue))
+    queue = tempfile.mkdtemp(prefix="cbq", dir="/tmp")  # short: Ray's unix sockets live under TMPDIR too
+    monkeypatch.setenv("TMPDIR", queue)
+    monkeypatch.setattr(tempfile, "tempdir", queue)
+    yield
+    shutil.rmtree(queue, ignore_errors=True)
 
 
 def curbench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -143,17 +145,20 @@ def test_a_killed_session_is_resumed_by_the_next_sweep_without_duplicated_iterat
     argv = [sys.executable, "-m", "curbench_env.cli", "sweep", str(spec), "--out", str(sweep), "--no-report"]
     victim = sweep / "sessions" / "MiniVQA-v0__curator__none__it2__s0__preset=tiny"
     other = sweep / "sessions" / "MiniVQA-v0__curator__none__it1__s0__preset=tiny"
-    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wide = {**os.environ, "COLUMNS": "250"}  # whole lines to match
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=wide)
     deadline = time.monotonic() + 900
     while not (victim / "iterations" / "01" / "manifest.json").exists():
-        assert first.poll() is None and time.monotonic() < deadline, "the sweep ended before a first iteration"
+        if first.poll() is not None:
+            pytest.fail(f"the sweep ended before a first iteration:\n{first.stdout.read()}")
+        assert time.monotonic() < deadline, "no first iteration in 15 minutes"
         time.sleep(0.2)
     os.kill(int((victim / ".lock").read_text()), signal.SIGKILL)  # the session's harness, mid-episode
     output, _ = first.communicate(timeout=900)
     assert first.returncode == 1, output
-    assert "was killed by signal 9" in output and not (victim / "summary.json").exists()
+    assert "was killed by signal 9" in " ".join(output.split()) and not (victim / "summary.json").exists()
 
-    again = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=wide)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{victim.name} (resume)" in again.stdout and f"{other.name} (" not in again.stdout
 
