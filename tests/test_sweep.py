@@ -173,3 +173,19 @@ def test_a_killed_session_is_resumed_by_the_next_sweep_without_duplicated_iterat
     attempts = [json.loads(line) for line in (sweep / "attempts.jsonl").read_text().splitlines()]
     assert [(a["action"], a["returncode"]) for a in attempts if a["name"] == victim.name] == [("run", -9), ("resume", 0)]
     assert [a["returncode"] for a in attempts if a["name"] == other.name] == [0]
+
+
+def test_a_resumed_scripted_agent_goes_on_after_its_recorded_submissions():
+    from curbench_env.agents import CuratorAgent
+
+    info = {"submission_budget": 200, "pool_kind": "conversations", "iteration": 0}
+    fresh = CuratorAgent(seed=0)
+    fresh.reset({}, info)
+    plan = list(iter(lambda: fresh.act({}, info), "done"))
+    submits = [cmd for cmd in plan if "&& submit " in cmd]
+    resumed = CuratorAgent(seed=0)
+    resumed.reset({}, {**info, "iteration": 2})
+    assert resumed.act({}, info) == submits[2]  # neither setup again nor the two recorded submissions
+    spent = CuratorAgent(seed=0)
+    spent.reset({}, {**info, "iteration": len(submits)})
+    assert spent.act({}, info) == "done"
