@@ -82,6 +82,8 @@ def warm_start(model: Any, tok: Any, prompt_msgs: list[dict[str, Any]], tools: l
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        if len(losses) % 25 == 0:
+            print(f"  warm start step {len(losses)}/{steps}: loss {losses[-1]:.3f}", flush=True)
     model.eval()
     return losses
 
@@ -144,11 +146,12 @@ def main() -> None:
         tok = AutoTokenizer.from_pretrained(a.model, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(a.model)
     else:
-        from curbench_env.integrations.tiny_lm import build_tiny_chat_lm
+        from curbench_env.integrations.tiny_lm import build_tiny_chat_lm, build_tokenizer
 
-        corpus = [brief, DEFAULT_PROMPT, *commands, *[json.dumps({"name": "bash", "arguments": {"command": c}})
-                                                         for c in commands]] * 4
-        model, tok = build_tiny_chat_lm(corpus, vocab_size=3000, hidden=128, layers=2, seed=a.seed)
+        calls = [json.dumps({"name": "bash", "arguments": {"command": c}}) for c in commands]
+        draft = build_tokenizer([brief, *calls], vocab_size=500)  # only to render the prompt as TRL will
+        rendered = draft.apply_chat_template(prompt_msgs, tools=tools, add_generation_prompt=True, tokenize=False)
+        model, tok = build_tiny_chat_lm([rendered, *calls] * 4, vocab_size=3000, hidden=128, layers=2, seed=a.seed)
     sft = [] if a.no_warm_start else warm_start(model, tok, prompt_msgs, tools, commands, a.sft_steps, 3e-3, a.seed)
     if sft:
         print(f"warm start: SFT loss {sft[0]:.2f} → {sft[-1]:.3f} over {len(sft)} steps", flush=True)
