@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 AGENT_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+LINESTYLES = ["-", "--", ":", "-."]
 BUDGET_COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
 
 
@@ -100,7 +101,7 @@ def budget_figure(records: list[dict[str, Any]], path: Path) -> Path | None:
     for i, env in enumerate(envs):
         for j, agent in enumerate(agents):
             ax = axes[i][j]
-            for budget in budgets:
+            for n, budget in enumerate(budgets):
                 here = [r for r in done if r["session"].env == env and r["session"].agent == agent
                         and r["session"].iterations == budget]
                 if not here:
@@ -111,7 +112,9 @@ def budget_figure(records: list[dict[str, Any]], path: Path) -> Path | None:
                     ax.plot(range(len(c)), c, color=colors[budget], alpha=0.25, linewidth=1)
                 length = max(len(c) for c in curves)
                 mean = [statistics.fmean(c[min(k, len(c) - 1)] for c in curves) for k in range(length)]
-                ax.plot(range(length), mean, color=colors[budget], linewidth=2.4,
+                # Thinner and dashed for each larger budget, drawn on top: equal curves stay both visible.
+                ax.plot(range(length), mean, color=colors[budget], linewidth=max(1.4, 3.0 - 0.7 * n),
+                        linestyle=LINESTYLES[n % len(LINESTYLES)], zorder=3 + n,
                         label=f"budget {budget}: mean of {len(here)} (final {mean[-1]:.2f})")
             ax.set_xlabel("iteration (0 = base model)")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
