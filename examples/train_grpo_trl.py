@@ -51,7 +51,8 @@ def probe(env_id: str, task_args: dict[str, Any]) -> tuple[str, int, list[Any], 
     setup = ScriptedAgent(seed=0).setup_commands()
     brief = env.reset(env_id=env_id, seed=0, task_args=task_args, iteration_budget=1, brief="short")
     budget = int(json.loads(env.status())["submission_budget"])
-    tools = [env.bash, env.submit, env.status, env.finish]
+    # in TRL's order (it lists an environment's methods alphabetically): the prompt must be the one it renders
+    tools = [env.bash, env.finish, env.status, env.submit]
     env._close()
     return brief, budget, tools, setup
 
