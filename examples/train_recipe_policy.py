@@ -196,12 +196,16 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     rnd = summary["random"]
     ax.axhline(rnd["mean"], color="tab:gray", ls="--", label=f"random subsets ({rnd['mean']:+.1f} ± {rnd['std']:.1f})")
     ax.axhspan(rnd["mean"] - rnd["std"], rnd["mean"] + rnd["std"], color="tab:gray", alpha=0.15)
+    greedy = summary["learned_greedy"]
+    ax.errorbar([gens[-1] + 0.25], [greedy["mean"]], yerr=[greedy["std"]], fmt="*", ms=12, color="tab:green",
+                capsize=4, label=f"learned policy's greedy recipe ({greedy['mean']:+.1f} ± {greedy['std']:.1f})")
     ax.axhline(summary["untrained"]["mean"], color="tab:orange", ls=":",
                label=f"untrained policy ({summary['untrained']['mean']:+.1f})")
     ax.set_xlabel("generation (each: a batch of real episodes, one submission each)")
     ax.set_ylabel("reward: score − base model (points)")
     ax.set_title(f"Learning to curate on {summary['env']}")
     ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(-0.3, gens[-1] + 0.6)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=130)

@@ -142,7 +142,9 @@ def test_openenv_client_against_curbench_serve(tiny_world: Path, tmp_path: Path)
         server.wait(timeout=30)
 
 
-def test_concurrent_rollouts_score_identical_subsets_once(tiny_env_id: str) -> None:
+def test_concurrent_rollouts_score_identical_subsets_once(tiny_env_id: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CURBENCH_HOME", str(tmp_path / "home"))  # an empty result cache: the one training is ours
     from curbench_env.agents.base import Policy
 
     from curbench_env.integrations.rollouts import run_rollouts
