@@ -7,6 +7,7 @@ writes it all to the run directory."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from curbench_env.workspace import Workspace, resolve_backend
 from curbench_env.workspace.tools import open_workspace
 
 SUBMIT_USAGE = "submit PATH [--note TEXT]"
+_PREPARE_LOCK = threading.Lock()
 
 
 class CurationEnv(gym.Env):
@@ -144,7 +146,8 @@ class CurationEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
         super().reset(seed=seed)
         self.close()
-        self.task.prepare()
+        with _PREPARE_LOCK:  # concurrent episodes of one process share their task: it is prepared once
+            self.task.prepare()
         self.history, self._done = [], False
         resume, self._resume_from = self._resume_from, None
         if resume is not None:
