@@ -403,16 +403,9 @@ class RewriteDesk:
 
 def read_calls(run_root: Path) -> list[dict[str, Any]]:
     """The rewrite calls recorded in a run directory (``rewrites/calls.jsonl``), oldest first."""
-    path = run_root / "rewrites" / "calls.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:  # a torn last line after a crash
-            continue
-    return out
+    from curbench_env.trajectory import read_records
+
+    return read_records(run_root / "rewrites" / "calls.jsonl")
 
 
 def parse_ids(text: str) -> tuple[list[str], list[str]]:

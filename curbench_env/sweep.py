@@ -242,16 +242,9 @@ def run_dir_of(sweep_dir: Path, session: Session | str) -> Path:
 
 def read_attempts(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every recorded attempt of the sweep's sessions (attempts.jsonl), in order."""
-    path = Path(sweep_dir) / "attempts.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue  # a torn line from a killed writer
-    return out
+    from curbench_env.trajectory import read_records
+
+    return read_records(Path(sweep_dir) / "attempts.jsonl")
 
 
 def session_state(sweep_dir: Path, session: Session) -> str:

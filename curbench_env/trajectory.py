@@ -235,3 +235,17 @@ def default_run_dir(env_id: str, seed: int | None, root: Path | None = None) -> 
         except FileExistsError:
             n += 1
             path = Path(f"{base}-{n}")
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of an append-only side file (``[]`` when absent), skipping a torn line that a
+    killed writer left."""
+    if not Path(path).exists():
+        return []
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
