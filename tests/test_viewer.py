@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def test_a_damaged_run_still_renders_with_a_note(recorded_run):
 
 
 def test_view_with_nothing_to_show_is_one_clear_line(tmp_path):
-    out = subprocess.run(["curbench", "view", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "curbench_env.cli", "view", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "no run directories" in out.stderr
 
 
@@ -118,6 +119,6 @@ def test_a_busy_port_is_one_clear_line(recorded_run):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        out = subprocess.run(["curbench", "view", str(recorded_run), "--port", str(port)], capture_output=True,
+        out = subprocess.run([sys.executable, "-m", "curbench_env.cli", "view", str(recorded_run), "--port", str(port)], capture_output=True,
                              text=True, timeout=60)
     assert out.returncode == 2 and "choose another --port" in out.stderr
