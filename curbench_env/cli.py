@@ -71,7 +71,9 @@ def main() -> None:
     """Entry point: user errors become one clear line; crashes a line and a log path."""
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns a raised Exit's code here instead of exiting
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except (CurbenchError, FileExistsError, FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(2)
