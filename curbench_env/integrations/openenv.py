@@ -31,6 +31,7 @@ from openenv.core.env_server import Action, ConcurrencyConfig, Environment, Obse
 from pydantic import Field
 
 from curbench_env.observation import ACTION_MAX_CHARS
+from curbench_env.session import EpisodeSession
 
 #: OpenEnv's client gives up on an answer after 60 s by default; a submission trains for longer.
 MESSAGE_TIMEOUT_S = 3600.0
@@ -77,9 +78,8 @@ class CurationOpenEnv(Environment[CurationAction, CurationObservation, CurationS
         super().__init__()
         self.env_id, self.task_args, self.scaffolds = env_id, dict(task_args or {}), list(scaffolds)
         self.iteration_budget, self.backend, self.run_root = iteration_budget, backend, run_root
-        self._env: Any = None
-        self._info: dict[str, Any] = {}
-        self._steps, self._ended, self._episode_id = 0, False, None
+        self._session: EpisodeSession | None = None
+        self._episode_id: str | None = None
 
     def reset(self, seed: int | None = None, episode_id: str | None = None, **kwargs: Any) -> CurationObservation:
         """A fresh episode (the session's previous one is closed); its brief is the observation."""
@@ -87,46 +87,46 @@ class CurationOpenEnv(Environment[CurationAction, CurationObservation, CurationS
 
         self.close()
         extra = {"run_root": self.run_root} if self.run_root else {}
-        self._env = make_env(self.env_id, task_args=self.task_args, scaffolds=self.scaffolds, backend=self.backend,
-                             iteration_budget=self.iteration_budget, **extra)
-        obs, self._info = self._env.reset(seed=0 if seed is None else int(seed), options={"agent": "openenv"})
-        self._steps, self._ended, self._episode_id = 0, False, episode_id
-        return self._observation(obs, 0.0, False)
+        env = make_env(self.env_id, task_args=self.task_args, scaffolds=self.scaffolds, backend=self.backend,
+                       iteration_budget=self.iteration_budget, **extra)
+        self._session = EpisodeSession(env, seed=0 if seed is None else int(seed), agent="openenv")
+        self._episode_id = episode_id
+        brief = self._session.start()
+        return self._observation(brief, 0, 0.0)
 
     def step(self, action: CurationAction, timeout_s: float | None = None, **kwargs: Any) -> CurationObservation:
         """Run the command; a scored submission's reward is the env's (by its ``reward_mode``).
 
         ``timeout_s`` is not used: the sandbox's own command limit applies, and a submission runs to
         its end (the run directory must record it)."""
-        if self._env is None:
+        if self._session is None:
             raise RuntimeError("no episode: reset first")
-        if self._ended:
-            raise RuntimeError("the episode has ended; reset for a new one")
-        obs, reward, terminated, truncated, self._info = self._env.step(action.command)
-        self._steps += 1
-        self._ended = bool(terminated or truncated)
-        return self._observation(obs, float(reward), self._ended)
+        obs, _ = self._session.step(action.command)  # ToolRefused once the episode has ended
+        return self._observation(obs["output"], int(obs["exit_code"]), self._session.rewards[-1])
 
     @property
     def state(self) -> CurationState:
-        info = self._info
-        root = self._env.unwrapped.run_dir if self._env is not None else None
-        return CurationState(episode_id=self._episode_id, step_count=self._steps, env_id=self.env_id,
-                             run_dir=str(root) if root else None, iteration=int(info.get("iteration", 0)),
-                             budget_left=int(info.get("budget_left", 0)),
+        session = self._session
+        info = session.info if session else {}
+        root = session.env.unwrapped.run_dir if session else None
+        return CurationState(episode_id=self._episode_id, step_count=len(session.rewards) if session else 0,
+                             env_id=self.env_id, run_dir=str(root) if root else None,
+                             iteration=int(info.get("iteration", 0)), budget_left=int(info.get("budget_left", 0)),
                              base_score=float(info.get("base_score", 0.0)),
-                             best_score=float(info.get("best_score", 0.0)), ended=self._ended)
+                             best_score=float(info.get("best_score", 0.0)), ended=bool(session and session.ended))
 
     def close(self) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
-    def _observation(self, obs: dict[str, Any], reward: float, done: bool) -> CurationObservation:
+    def _observation(self, output: str, exit_code: int, reward: float) -> CurationObservation:
+        assert self._session is not None
+        info = self._session.info
         return CurationObservation(
-            output=obs["output"], exit_code=int(obs["exit_code"]), iteration=int(obs["iteration"]),
-            budget_left=int(obs["budget_left"]), best_score=float(obs["best_score"]),
-            last_score=float(obs["last_score"]), info=_jsonable(self._info), reward=reward, done=done)
+            output=output, exit_code=exit_code, iteration=int(info["iteration"]),
+            budget_left=int(info["budget_left"]), best_score=float(info["best_score"]),
+            last_score=float(info["last_score"]), info=_jsonable(info), reward=reward, done=self._session.ended)
 
 
 def _jsonable(value: Any) -> Any:

@@ -88,15 +88,17 @@ def evaluate_task(
             f"no evaluation set for {task.key} ({task.name}) under {data_root}: expected "
             f"{data_root / folder_name(task.key) / 'test' / 'nshards.txt'}"
         )
+    if task.kind not in ("retrieval", "classification"):
+        raise PipelineError(f"{task.key} ({task.name}) needs DataComp's own evaluate.py (evaluator=datacomp)")
+    dataset = build_dataset(
+        f"wds/{task.key}",
+        root=str(root),
+        transform=transform,
+        split="test",
+        download=False,
+        task=f"zeroshot_{task.kind}",
+    )
     if task.kind == "retrieval":
-        dataset = build_dataset(
-            f"wds/{task.key}",
-            root=str(root),
-            transform=transform,
-            split="test",
-            download=False,
-            task="zeroshot_retrieval",
-        )
         metrics = zsr.evaluate(
             model,
             _loader(dataset, batch_size, workers),
@@ -108,15 +110,7 @@ def evaluate_task(
         metrics["mean_recall@1"] = 0.5 * (
             metrics["text_retrieval_recall@1"] + metrics["image_retrieval_recall@1"]
         )
-    elif task.kind == "classification":
-        dataset = build_dataset(
-            f"wds/{task.key}",
-            root=str(root),
-            transform=transform,
-            split="test",
-            download=False,
-            task="zeroshot_classification",
-        )
+    else:
         # clip-benchmark's classifier and logits; its `evaluate`/`accuracy` wrappers call float() on a
         # 1-element array, which numpy 2 refuses, so the metrics come from the same logits here.
         classifier = zsc.zero_shot_classifier(
@@ -126,8 +120,6 @@ def evaluate_task(
             model, classifier, _loader(dataset, batch_size, workers), device, amp=False
         )
         metrics = classification_metrics(logits, target, str(task.main_metric))
-    else:
-        raise PipelineError(f"{task.key} ({task.name}) needs DataComp's own evaluate.py (evaluator=datacomp)")
     metrics["main_metric"] = metrics.get(str(task.main_metric))
     return metrics
 
