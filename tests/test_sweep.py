@@ -140,11 +140,13 @@ def test_the_report_of_a_sweep_has_per_cell_statistics_and_both_figures(make_env
 def test_a_killed_session_is_resumed_by_the_next_sweep_without_duplicated_iterations(tiny_world, tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("envs: Curation-MiniVQA-v0\ntask_args: {preset: tiny}\nagents: [curator]\nbackend: local\n"
-                    "max_retries: 0\nsessions:\n  - {seed: 0, iterations: 2}\n  - {seed: 0, iterations: 1}\n")
+                    "max_retries: 0\nsessions:\n  - {seed: 7, iterations: 2}\n  - {seed: 7, iterations: 1}\n")
+    # seed 7: no other test scores these subsets, so the victim still trains when it is killed (with
+    # seed 0 the suite's earlier tests had cached them and the session could end before the kill)
     sweep = tmp_path / "sweep"
     argv = [sys.executable, "-m", "curbench_env.cli", "sweep", str(spec), "--out", str(sweep), "--no-report"]
-    victim = sweep / "sessions" / "MiniVQA-v0__curator__none__it2__s0__preset=tiny"
-    other = sweep / "sessions" / "MiniVQA-v0__curator__none__it1__s0__preset=tiny"
+    victim = sweep / "sessions" / "MiniVQA-v0__curator__none__it2__s7__preset=tiny"
+    other = sweep / "sessions" / "MiniVQA-v0__curator__none__it1__s7__preset=tiny"
     wide = {**os.environ, "COLUMNS": "250"}  # whole lines to match
     first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=wide)
     deadline = time.monotonic() + 900
