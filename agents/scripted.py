@@ -43,7 +43,9 @@ POLICIES: dict[str, ScriptedPolicy] = _by_name(
     ScriptedPolicy("format_filter", "format_filter.py",
                    "length/format filter: drop chat, off-format answers, p95 length"),
     ScriptedPolicy("dedup_diversity", "dedup_diversity.py", "dedup + k-center diversity on base-model embeddings"),
-    ScriptedPolicy("top_loss", "top_loss.py", "EL2N-style top-loss with a per-source p95 loss noise filter"),
+    ScriptedPolicy("top_loss", "top_loss.py", "EL2N-style top-loss (highest early-training loss per source)",
+                   "--noise-pct 100"),
+    ScriptedPolicy("top_loss_p95", "top_loss.py", "EL2N-style top-loss with a per-source p95 loss noise filter"),
     ScriptedPolicy("quality_mix", "quality_mix.py",
                    "format/length/dedup/odd-picture filters + per-source p70 loss noise filter, balanced"),
     ScriptedPolicy("benchmark_formats", "quality_mix.py",
@@ -77,7 +79,7 @@ class BaselineSet:
 #: Pool kind (``CurationTask.pool_kind``) → its baseline set.
 BASELINE_SETS: dict[str, BaselineSet] = {
     "conversations": BaselineSet(("random", "source_balanced", "format_filter", "dedup_diversity", "top_loss",
-                                  "quality_mix", "benchmark_formats", "ards_like", "icons_like"), "selection"),
+                                  "top_loss_p95", "quality_mix", "benchmark_formats", "ards_like", "icons_like"), "selection"),
     "image-caption": BaselineSet(("random30", "clip_score30", "text_filter"), "filtering"),
 }
 
@@ -220,8 +222,8 @@ class CuratorAgent(ScriptedAgent):
             self.submit_command("source_balanced", "--drop-text", "_notext"),
             self.submit_command("format_filter"),
             self.submit_command("dedup_diversity"),
-            self.submit_command("top_loss"),
-            self.submit_command("top_loss", "--noise-pct 90", "_p90"),
+            self.submit_command("top_loss_p95"),
+            self.submit_command("top_loss_p95", "--noise-pct 90", "_p90"),
             self.submit_command("quality_mix"),
             self.submit_command("benchmark_formats"),
             self.submit_command("benchmark_formats", "--noise-pct 60", "_p60"),

@@ -298,12 +298,24 @@ def baselines(
     task_preset: PresetOpt = None,
     task_args: TaskArgOpt = None,
     full: Annotated[bool, typer.Option(help="Include the full-pool fine-tune (slow).")] = True,
+    full_seeds: Annotated[int | None, typer.Option(help="Training seeds of the full-pool fine-tune (default: --seeds).")] = None,
+    world_seeds: Annotated[str | None, typer.Option(
+        help="Comma-separated world seeds (the task's `seed`): one table per world, plus the ranking agreement.")] = None,
+    policies: Annotated[str | None, typer.Option(help="Comma-separated scripted policies (default: the task's set).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Same as --out.")] = None,
 ) -> None:
-    """Fidelity table: base, random, scripted policies and the full pool, over seeds."""
+    """Fidelity table: base, random, scripted policies and the full pool, over seeds (and world seeds)."""
     from curbench_env.agents.baselines import print_table, run_baselines
 
     kwargs = task_kwargs(task_preset, task_args)
-    result = run_baselines(env, seeds=seeds, backend=backend, task_kwargs=kwargs, include_full=full, console=console)
+    try:
+        worlds = [int(s) for s in world_seeds.split(",")] if world_seeds else None
+    except ValueError:
+        raise typer.BadParameter(f"--world-seeds takes comma-separated integers, not {world_seeds!r}") from None
+    out = json_out or out
+    result = run_baselines(env, seeds=seeds, backend=backend, task_kwargs=kwargs, include_full=full, console=console,
+                           policies=[p.strip() for p in policies.split(",")] if policies else None,
+                           world_seeds=worlds, full_seeds=full_seeds)
     out.write_text(json.dumps(result, indent=2))
     print_table(result, console)
     console.print(f"written to {out}")

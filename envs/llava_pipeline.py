@@ -266,13 +266,15 @@ def example_losses(model: torch.nn.Module, examples: Sequence[Encoded], images: 
     """Mean loss on assistant tokens of each example under ``model`` (no training)."""
     model.eval()
     out = np.zeros(len(examples), dtype=np.float32)
+    order = sorted(range(len(examples)), key=lambda k: len(examples[k].input_ids))  # batches of similar length
     for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
+        rows = order[start:start + batch_size]
+        chunk = [examples[k] for k in rows]
         batch = to_device(_collate(chunk, pad_id, images), model_device(model))
         labels = batch.pop("labels")
         logits = model(**batch).logits[:, :-1].float()
         target = labels[:, 1:]
         loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target.clamp(min=0), reduction="none")
         valid = (target != IGNORE_INDEX).float()
-        out[start:start + len(chunk)] = ((loss * valid).sum(1) / valid.sum(1).clamp(min=1)).cpu().numpy()
+        out[rows] = ((loss * valid).sum(1) / valid.sum(1).clamp(min=1)).cpu().numpy()
     return out

@@ -87,6 +87,34 @@ def test_benchmarks_are_eight_and_not_in_the_pool(tiny_world):
     assert not {image_hash(img) for img in pool_images} & index.image_hashes
 
 
+def test_no_pool_picture_shows_a_benchmark_scene(tmp_path):
+    """Benchmark scenes come from a held-out slice of scene space that the pool never draws from
+    (world v5 pictured an eval scene in 3,583 of 20,000 pool records)."""
+    build_world(WorldConfig(pool_size=3_000, eval_items_per_benchmark=100, stage1_captions=10), tmp_path)
+    truth = [json.loads(line) for line in (tmp_path / "hidden/ground_truth.jsonl").read_text().splitlines()]
+    bench = [json.loads(line) for line in (tmp_path / "hidden/benchmarks.jsonl").read_text().splitlines()]
+    pool_scenes = {t["caption"] for t in truth if t["caption"]}
+    bench_scenes = {b["caption"] for b in bench}
+    assert len(pool_scenes) > 1_000 and len(bench_scenes) > 300
+    assert not pool_scenes & bench_scenes
+    # Simple scenes too: one-object scenes are few (96 contents), and each side keeps some of them.
+    assert any(c.count(" at the ") == 1 for c in pool_scenes) and any(c.count(" at the ") == 1 for c in bench_scenes)
+
+
+def test_every_text_of_the_world_is_in_the_frozen_vocabulary(tiny_world):
+    """The tokenizer is frozen (so every world shares one base model): no pool or benchmark text may
+    fall outside it."""
+    from curbench_env.envs.minivqa import model as M
+
+    tok = M.build_tokenizer(M.vocabulary())
+    records = json.loads((tiny_world / "pool" / "pool.json").read_text())
+    bench = [json.loads(line) for line in (tiny_world / "hidden" / "benchmarks.jsonl").read_text().splitlines()]
+    texts = [t["value"].replace("<image>", "") for r in records for t in r["conversations"]]
+    texts += [b["question"] for b in bench] + [b["answer"] for b in bench]
+    unknown = {t for t in texts if tok.unk_token_id in tok(t, add_special_tokens=False)["input_ids"]}
+    assert not unknown, sorted(unknown)[:5]
+
+
 def test_scene_rendering_shows_the_caption():
     rng = np.random.default_rng(0)
     scene = random_scene(rng)
@@ -225,11 +253,11 @@ def test_every_scripted_policy_writes_a_valid_submission(tiny_world, tmp_path, p
     assert 0 < len(sel) <= 200
 
 
-def _ship(monkeypatch, base_dir, preset_fingerprint):
-    """Make ``base_dir`` the shipped base model of ``preset_fingerprint`` (as the package ships the default's)."""
+def _ship(monkeypatch, base_dir, base_fingerprint):
+    """Make ``base_dir`` the shipped base model ``base_fingerprint`` (as the package ships the default's)."""
     from curbench_env.envs.minivqa import shipped
 
-    monkeypatch.setattr(shipped, "SHIPPED_PRESET", preset_fingerprint)
+    monkeypatch.setattr(shipped, "SHIPPED_BASE", base_fingerprint)
     monkeypatch.setattr(shipped, "SHIPPED_SHA256", {f: shipped.sha256_file(base_dir / f) for f in shipped.SHIPPED_SHA256})
     monkeypatch.setattr(shipped, "shipped_dir", lambda: base_dir)
 
@@ -237,7 +265,7 @@ def _ship(monkeypatch, base_dir, preset_fingerprint):
 def test_a_shipped_base_model_skips_stage1_and_is_verified(tiny_world, tmp_path, monkeypatch):
     from curbench_env.envs.minivqa.setup import PRESETS, ensure_world
 
-    _ship(monkeypatch, tiny_world / "base_model", PRESETS["tiny"].fingerprint())
+    _ship(monkeypatch, tiny_world / "base_model", PRESETS["tiny"].base_fingerprint())
     monkeypatch.setenv("CURBENCH_HOME", str(tmp_path / "fresh-home"))
     said: list[str] = []
     root = ensure_world(PRESETS["tiny"], log=said.append)
@@ -254,7 +282,7 @@ def test_a_damaged_shipped_base_model_is_refused_with_the_fix(tiny_world, tmp_pa
 
     damaged = tmp_path / "damaged"
     shutil.copytree(tiny_world / "base_model", damaged)
-    _ship(monkeypatch, damaged, PRESETS["tiny"].fingerprint())
+    _ship(monkeypatch, damaged, PRESETS["tiny"].base_fingerprint())
     with open(damaged / "model.safetensors", "r+b") as fh:
         fh.seek(-8, 2)
         fh.write(b"\0" * 8)

@@ -1,6 +1,7 @@
-"""EL2N-style top-loss selection with a p95 loss noise filter: rank by the base model's loss
+"""EL2N-style top-loss selection with a p95 loss noise filter: rank by the early-training loss
 (high loss = the model still has to learn it), drop everything above the p95 of loss
-(likely mislabeled or broken), keep the top of the rest, balanced across sources."""
+(likely mislabeled or broken), keep the top of the rest, balanced across sources.
+`--noise-pct 100`: plain top-loss, no noise filter."""
 import numpy as np
 from _common import args, balanced, group_of, load_pool, signal, write
 
@@ -17,5 +18,6 @@ for g in sorted(set(groups.values())):
     cut = np.percentile(lv[members], a.noise_pct)
     keep += [k for k in members if lv[k] <= cut]
 ranked = [pool[k]["id"] for k in sorted(keep, key=lambda k: -lv[k])]
-print(f"{len(pool) - len(keep)} examples above the p{a.noise_pct:g} loss filtered as noise")
+if a.noise_pct < 100:
+    print(f"{len(pool) - len(keep)} examples above the p{a.noise_pct:g} loss filtered as noise")
 write(ranked[: a.budget] if a.no_balance else balanced(groups, ranked, a.budget), a.out)

@@ -1,9 +1,16 @@
 """The eight held-out MiniVQA benchmarks, each with its own prompt format and scorer.
 
 They mirror the real suite's kinds: short-answer VQA (VQAv2), relations (GQA), OCR
-(TextVQA), yes/no existence (POPE), yes/no perception (MME), multiple choice (MMBench),
-counting, and grounding (RefCOCO). Their images are drawn from a separate seed and are
-indexed for the leakage audit; none of them is in the pool.
+(TextVQA), yes/no object existence (POPE: is there a shape in this cell?), yes/no perception (MME:
+is this shape large?), multiple choice (MMBench; options in a fixed order per question kind),
+counting, and region grounding (RefCOCO-style: describe the object in a given box).
+
+World v6 chose these forms so that every benchmark measures something this model can learn from
+data: the tiny LM reads an attribute at a place well, but does not learn to compare an attribute
+named in the question with the picture (v5's "Is the circle at the top left red?", "Is there a red
+circle?" and box prediction from a description stayed at chance even for the full pool). Their images are drawn from a separate seed and are
+indexed for the leakage audit; their scenes come from a held-out slice of scene space
+(:func:`~curbench_env.envs.minivqa.scenes.reserved_for_eval`) that the pool never draws from.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from curbench_env.envs.minivqa import questions as Q
-from curbench_env.envs.minivqa.scenes import CELL_BOXES, Scene, random_scene
+from curbench_env.envs.minivqa.scenes import Scene, split_scene
 
 
 @dataclass(frozen=True)
@@ -33,11 +40,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("vqa", (Q.colour_q, Q.shape_q, Q.size_q), Q.SHORT),
     Benchmark("relations", (Q.relation_q,), Q.SHORT),
     Benchmark("ocr", (Q.word_q,), Q.SHORT, sign_prob=1.0),
-    Benchmark("pope", (Q.exist_q,), Q.SHORT, answers=("yes", "no")),
-    Benchmark("mme", (Q.attribute_check_q,), Q.YESNO, answers=("yes", "no")),
+    Benchmark("pope", (Q.occupied_q,), Q.SHORT, answers=("yes", "no")),
+    Benchmark("mme", (Q.large_q,), Q.YESNO, answers=("yes", "no")),
     Benchmark("mmbench", (Q.choice_q,), Q.LETTER, answers=tuple("ABCD")),
     Benchmark("count", (Q.count_q,), Q.SHORT, answers=("0", "1", "2", "3", "4")),
-    Benchmark("grounding", (Q.bbox_q,), "", answers=tuple(CELL_BOXES.values())),
+    Benchmark("grounding", (Q.region_q,), ""),
 )
 
 
@@ -56,7 +63,7 @@ def make_items(bench: Benchmark, n: int, rng: np.random.Generator) -> list[EvalI
     and no constant guess (the usual failure of a barely tuned model) beats chance."""
     items: list[EvalItem] = []
     while len(items) < n:
-        scene = random_scene(rng, sign_prob=bench.sign_prob)
+        scene = split_scene(rng, sign_prob=bench.sign_prob, eval_side=True)
         qa = bench.kinds[int(rng.integers(len(bench.kinds)))](scene, rng)
         if qa is None:
             continue

@@ -42,8 +42,25 @@ class ModelConfig:
         return (self.image_size // self.patch_size) ** 2
 
 
+def vocabulary() -> list[str]:
+    """The frozen word list of every MiniVQA world (``vocab.txt``: the words the world's templates
+    can write, in id order after the special tokens). Frozen so that the base model does not depend
+    on which pool a world draws; a world that wrote a word outside it would get ``<unk>``, and a
+    test checks none does."""
+    from importlib import resources
+
+    return (resources.files("curbench_env.envs.minivqa") / "vocab.txt").read_text().split()
+
+
+def vocabulary_sha256() -> str:
+    """sha256 of the frozen vocabulary (part of the base model's fingerprint)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(vocabulary()).encode()).hexdigest()
+
+
 def build_tokenizer(texts: Iterable[str]):
-    """A word-level fast tokenizer over the world's closed vocabulary."""
+    """A word-level fast tokenizer over ``texts``' words (ids in order of first appearance)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 

@@ -68,6 +68,20 @@ def exist_q(scene: Scene, rng: np.random.Generator) -> QA | None:
     return None
 
 
+def occupied_q(scene: Scene, rng: np.random.Generator) -> QA | None:
+    """Object existence at a place (POPE's question, asked of a grid cell): yes when the cell holds a shape."""
+    if scene.kind != "grid":
+        return None
+    pos = POSITIONS[int(rng.integers(len(POSITIONS)))]
+    return (f"Is there a shape at the {pos}?", "yes" if scene.at(pos) else "no", "yesno")
+
+
+def large_q(scene: Scene, rng: np.random.Generator) -> QA | None:
+    """An attribute yes/no (MME's perception questions): is the shape in a cell large?"""
+    o = _pick(scene, rng)
+    return (f"Is the shape at the {o.position} large?", "yes" if o.size == "large" else "no", "yesno") if o else None
+
+
 def attribute_check_q(scene: Scene, rng: np.random.Generator) -> QA | None:
     o = _pick(scene, rng)
     if o is None:
@@ -115,25 +129,28 @@ def relation_q(scene: Scene, rng: np.random.Generator) -> QA | None:
     return (f"Is the {a.colour} {a.shape} {word[r]} the {b.colour} {b.shape}?", "yes" if truth else "no", "yesno")
 
 
+#: Multiple-choice options in a fixed order per question kind (the letter is a function of the answer).
+CHOICES = {"colour": tuple(COLOURS), "shape": (*SHAPES, "star"), "position": POSITIONS}
+
+
 def choice_q(scene: Scene, rng: np.random.Generator) -> QA | None:
+    """A multiple-choice question (MMBench's format) about one cell: its shape's colour, its shape, or
+    where a uniquely described shape is; options in the kind's fixed order (:data:`CHOICES`)."""
     o = _pick(scene, rng)
     if o is None:
         return None
-    kind = int(rng.integers(3))
-    if kind == 0:
-        q, truth, pool = f"What color is the {o.shape} at the {o.position}?", o.colour, list(COLOURS)
-    elif kind == 1:
-        q, truth, pool = f"What shape is at the {o.position}?", o.shape, list(SHAPES) + ["star"]
+    kind = ("colour", "shape", "position")[int(rng.integers(3))]
+    if kind == "colour":
+        q, truth = f"What color is the shape at the {o.position}?", o.colour
+    elif kind == "shape":
+        q, truth = f"What shape is at the {o.position}?", o.shape
     else:
-        q, truth, pool = f"Where is the {o.colour} {o.shape}?", o.position, list(POSITIONS)
         if len(_unique(scene, lambda x: f"{x.colour} {x.shape}")) != len(scene.objects):
             return None
-    options = list(rng.permutation(pool))[:4]
-    if truth not in options:
-        options[int(rng.integers(len(options)))] = truth
-    letters = "ABCD"[: len(options)]
-    body = "\n".join(f"{letter}. {opt}" for letter, opt in zip(letters, options, strict=True))
-    return (f"{q}\n{body}", letters[options.index(truth)], "letter")
+        q, truth = f"Where is the {o.colour} {o.shape}?", o.position
+    options = CHOICES[kind]
+    body = "\n".join(f"{letter}. {opt}" for letter, opt in zip("ABCD", options, strict=True))
+    return (f"{q}\n{body}", "ABCD"[options.index(truth)], "letter")
 
 
 def region_q(scene: Scene, rng: np.random.Generator) -> QA | None:

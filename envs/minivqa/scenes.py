@@ -7,6 +7,7 @@ RGB; one grid cell is 16x16 pixels (2x2 vision patches), one letter sits in one 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +91,27 @@ def random_scene(rng: np.random.Generator, *, sign_prob: float = 0.0) -> Scene:
         for c in sorted(cells)
     )
     return Scene(objects=objs, background=background)
+
+
+#: One scene in this many (by content) is held out for the benchmarks.
+EVAL_SLICE = 5
+
+
+def reserved_for_eval(scene: Scene) -> bool:
+    """Whether ``scene`` is in the benchmarks' held-out slice of scene space: a fifth of all scene
+    contents (objects with their positions, or a sign's word; the background does not count), chosen
+    by a hash. Benchmark pictures are drawn only from it and pool pictures never, so no pool picture
+    shows a benchmark scene, however it is re-drawn (contamination control at the source)."""
+    key = repr((scene.word, sorted((o.position, o.shape, o.colour, o.size) for o in scene.objects)))
+    return hashlib.sha256(key.encode()).digest()[0] % EVAL_SLICE == 0
+
+
+def split_scene(rng: np.random.Generator, *, sign_prob: float = 0.0, eval_side: bool = False) -> Scene:
+    """A random scene from the benchmarks' slice (``eval_side``) or from the rest (the pool's)."""
+    while True:
+        scene = random_scene(rng, sign_prob=sign_prob)
+        if reserved_for_eval(scene) == eval_side:
+            return scene
 
 
 def render(scene: Scene, rng: np.random.Generator) -> np.ndarray:

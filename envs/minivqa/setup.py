@@ -1,6 +1,11 @@
 """Build everything a MiniVQA world needs, once, under ``$CURBENCH_HOME/minivqa/<fingerprint>``:
 the world (pool, benchmarks, ground truth), the stage-1-aligned base model, and the pool
 signals the workspace tools serve (per-example loss, embeddings, lengths).
+
+The base model depends only on the model sizes, the alignment recipe, the stage-1 corpus and the
+frozen vocabulary (``vocab.txt``), not on the world's seed or secret: every world of a preset
+shares it (the default's ships with the package; others are aligned once and cached under
+``$CURBENCH_HOME/minivqa/base-<base fingerprint>``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from curbench_env.envs.minivqa import model as M
 from curbench_env.envs.minivqa import shipped
-from curbench_env.envs.minivqa.world import WorldConfig, build_world
+from curbench_env.envs.minivqa.world import WorldConfig, build_world, stage1_corpus
 
 from curbench_env.pipeline import build_lock, curbench_home
 
@@ -41,8 +46,17 @@ class MiniVQAPreset:
     def fingerprint(self) -> str:
         import hashlib
 
-        blob = json.dumps({"world": self.world.fingerprint(), "model": asdict(self.model),
-                           "stage1": asdict(self.stage1), "version": 5}, sort_keys=True)
+        blob = json.dumps({"world": self.world.fingerprint(), "base": self.base_fingerprint(), "version": 6},
+                          sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def base_fingerprint(self) -> str:
+        """What the base model depends on: sizes, alignment recipe, stage-1 corpus, vocabulary."""
+        import hashlib
+
+        blob = json.dumps({"model": asdict(self.model), "stage1": asdict(self.stage1),
+                           "stage1_captions": self.world.stage1_captions, "vocab": M.vocabulary_sha256()},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -75,15 +89,10 @@ def ensure_world(preset: MiniVQAPreset, log: Callable[[str], None] = print, secr
             build_world(preset.world, root, secret)
             write_image_files(root / "pool")
         if not (root / "base_model" / "config.json").exists():
-            if shipped.ships(preset.fingerprint()):
-                shipped.install(root / "base_model")
-                log("base model: the shipped stage-1 weights (sha256 verified)")
-            else:
-                log("stage-1 alignment of the base model (once; cached)")
-                build_base_model(preset, root, log)
+            install_base_model(preset, root / "base_model", log)
         if not (root / "pool" / "signals" / "loss.npy").exists():
-            log("computing pool signals with the base model (loss, embeddings, lengths)")
-            compute_signals(root, preset.stage1.device)
+            log("computing pool signals (early-training loss, base-model embeddings, lengths)")
+            compute_signals(root, preset.stage1.device, log)
         (root / "READY").write_text(json.dumps({"preset": asdict(preset), "seconds": time.monotonic() - t0}))
         log(f"MiniVQA world ready in {time.monotonic() - t0:.0f}s")
     return root
@@ -101,14 +110,28 @@ def write_image_files(pool: Path) -> None:
         Image.fromarray(images[row]).save(target, optimize=False, compress_level=1)
 
 
-def _vocabulary_texts(root: Path) -> list[str]:
-    recs = json.loads((root / "pool" / "pool.json").read_text())
-    caps = [" ".join(p) for p in json.loads((root / "hidden" / "stage1_pairs.json").read_text())]
-    bench = [json.loads(line) for line in (root / "hidden" / "benchmarks.jsonl").read_text().splitlines()]
-    texts = [t["value"] for r in recs for t in r["conversations"]] + caps
-    texts += [f"{b['question']} {b['answer']}" for b in bench]
-    texts.append(f"{M.CHAT.user} {M.CHAT.assistant} Describe the image briefly.")
-    return texts
+def install_base_model(preset: MiniVQAPreset, target: Path, log: Callable[[str], None] = print) -> None:
+    """Put the preset's base model at ``target``: the shipped weights when they are this preset's,
+    else the machine's cached alignment (aligned now if missing)."""
+    import shutil
+
+    fp = preset.base_fingerprint()
+    if shipped.ships(fp):
+        shipped.install(target)
+        log("base model: the shipped stage-1 weights (sha256 verified)")
+        return
+    cached = curbench_home() / "minivqa" / f"base-{fp}"
+    with build_lock(cached.parent / f"{cached.name}.lock"):
+        if not (cached / "config.json").exists():
+            log("stage-1 alignment of the base model (once per preset; cached)")
+            build_base_model(preset, cached.parent, log, name=cached.name)
+        else:
+            log(f"base model: this preset's stage-1 alignment, cached in {cached}")
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(cached, tmp)
+    tmp.rename(target)
 
 
 def build_base_model(preset: MiniVQAPreset, root: Path, log: Callable[[str], None], name: str = "base_model") -> None:
@@ -116,15 +139,14 @@ def build_base_model(preset: MiniVQAPreset, root: Path, log: Callable[[str], Non
     import torch
 
     torch.set_num_threads(2)
-    tok = M.build_tokenizer(_vocabulary_texts(root))
+    tok = M.build_tokenizer(M.vocabulary())
     model = M.build_model(preset.model, len(tok), tok.convert_tokens_to_ids("<image>"), tok.pad_token_id,
                           preset.stage1.seed).to(preset.stage1.device)
     encoder = M.make_encoder(tok, preset.model)
-    hidden = root / "hidden"
-    M.stage1_align(model, encoder, np.load(hidden / "stage1_images.npy"),
-                   json.loads((hidden / "stage1_pairs.json").read_text()), steps=preset.stage1.steps,
-                   batch_size=preset.stage1.batch_size, lr=preset.stage1.learning_rate, seed=preset.stage1.seed,
-                   log=log)
+    images, pairs = stage1_corpus(preset.world.stage1_captions, preset.stage1.seed)
+    M.stage1_align(model, encoder, images, pairs, steps=preset.stage1.steps, batch_size=preset.stage1.batch_size,
+                   lr=preset.stage1.learning_rate, seed=preset.stage1.seed, log=log)
+    root.mkdir(parents=True, exist_ok=True)
     tmp = root / f"{name}.tmp"
     M.save_base(model, tok, preset.model, tmp)
     tmp.rename(root / name)
@@ -152,14 +174,21 @@ def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print
             log("the rebuilt model is byte-identical to the one it replaces")
         else:
             log("the rebuilt model differs from the one it replaces: recomputing the pool signals")
-            compute_signals(root, preset.stage1.device)
-    return shipped.compare(root / "base_model") if preset.fingerprint() == shipped.SHIPPED_PRESET else None
+            compute_signals(root, preset.stage1.device, log)
+    return shipped.compare(root / "base_model") if preset.base_fingerprint() == shipped.SHIPPED_BASE else None
 
 
-def compute_signals(root: Path, device: str = "cpu") -> None:
-    """Per-example signals from the read-only base model, for the workspace tools."""
+#: The EL2N-style loss signal's proxy models: the base model fine-tuned with the task's recipe on a
+#: random share of the pool (two disjoint halves of ``2 * PROXY_SHARE``, each scoring the other's
+#: examples, so no example's loss comes from a model that trained on it).
+PROXY_SHARE = 0.05
+
+
+def compute_signals(root: Path, device: str = "cpu", log: Callable[[str], None] = print) -> None:
+    """Per-example signals for the workspace tools: the early-training loss (EL2N-style), the base
+    model's embeddings, lengths."""
     import torch
-    from curbench_env.envs.llava_pipeline import example_losses
+    from curbench_env.envs.llava_pipeline import example_losses, finetune_lora
     from curbench_env.envs.minivqa.pipeline import MiniRecipe, MiniVQAPipeline
 
     torch.set_num_threads(2)
@@ -167,7 +196,20 @@ def compute_signals(root: Path, device: str = "cpu") -> None:
     p._load()
     ids = list(p.records)
     examples = [p.encode(i) for i in ids]
-    loss = example_losses(p.model, examples, M.image_loader(p.images), pad_id=p.pad_id)
+    images = M.image_loader(p.images)
+    n = max(1, round(len(ids) * PROXY_SHARE))
+    drawn = np.random.default_rng(20_000).permutation(len(ids))
+    folds = [np.sort(drawn[:n]), np.sort(drawn[n:2 * n])]
+    proxies = []
+    for k, rows in enumerate(folds):
+        log(f"loss signal: proxy model {k + 1}/2 (the base model fine-tuned on {len(rows)} random pool examples)")
+        model = finetune_lora(p.model, [examples[r] for r in rows], images, p.recipe.lora, seed=k, pad_id=p.pad_id,
+                              log=lambda _m: None)
+        proxies.append(model.merge_and_unload())
+    log(f"loss signal: scoring {len(ids)} examples")
+    loss = example_losses(proxies[0], examples, images, pad_id=p.pad_id)
+    rows = folds[0].tolist()  # proxy 1 trained on these: proxy 2 scores them
+    loss[rows] = example_losses(proxies[1], [examples[r] for r in rows], images, pad_id=p.pad_id)
     with torch.no_grad():
         img_emb = np.zeros((len(ids), p.cfg.vision_hidden), dtype=np.float32)
         rows = [(k, e.image) for k, e in enumerate(examples) if e.image is not None]

@@ -14,8 +14,9 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-#: The preset whose base model ships (``MiniVQAPreset.fingerprint()`` of the default preset).
-SHIPPED_PRESET = "7b902aac469a"
+#: The base model that ships (``MiniVQAPreset.base_fingerprint()`` of the default preset: model sizes,
+#: alignment recipe, stage-1 corpus, vocabulary; every world seed or secret of the preset uses it).
+SHIPPED_BASE = "ddfec2170946"
 #: sha256 of the files that define the model: the weights, the tokenizer, the model sizes. (The
 #: others, config.json among them, name the transformers version that wrote them.)
 SHIPPED_SHA256 = {
@@ -39,9 +40,9 @@ def shipped_dir() -> Path:
     return Path(str(resources.files("curbench_env.envs.minivqa") / "base_model"))
 
 
-def ships(preset_fingerprint: str) -> bool:
-    """Whether a base model ships for this preset (and the package holds it)."""
-    return (preset_fingerprint == SHIPPED_PRESET and all(SHIPPED_SHA256.values())
+def ships(base_fingerprint: str) -> bool:
+    """Whether this base model ships (and the package holds it)."""
+    return (base_fingerprint == SHIPPED_BASE and all(SHIPPED_SHA256.values())
             and (shipped_dir() / "model.safetensors").exists())
 
 

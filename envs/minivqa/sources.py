@@ -32,14 +32,14 @@ class SourceSpec:
 #: The mixture. Like LLaVA-665K, it is skewed: lots of conversation, region captions and
 #: text-only chat; few counting and multiple-choice examples.
 SOURCES: dict[str, SourceSpec] = {s.name: s for s in [
-    SourceSpec("conv", 0.20, "coco/train2017", wrong_rate=0.04),                      # LLaVA-Instruct
-    SourceSpec("vqa", 0.15, "coco/train2017", wrong_rate=0.12, verbose_rate=0.15),    # VQAv2 / OKVQA
-    SourceSpec("gqa", 0.12, "gqa/images", wrong_rate=0.20, verbose_rate=0.10),        # GQA
-    SourceSpec("mc", 0.05, "coco/train2017", wrong_rate=0.10, verbose_rate=0.35),     # A-OKVQA
-    SourceSpec("count", 0.05, "coco/train2017", wrong_rate=0.12, verbose_rate=0.12),  # counting in VQAv2
-    SourceSpec("ocr", 0.10, "ocr_vqa/images", sign_prob=1.0, wrong_rate=0.15, verbose_rate=0.10),  # OCR-VQA
-    SourceSpec("textcaps", 0.03, "textvqa/train_images", sign_prob=1.0, wrong_rate=0.05),          # TextCaps
-    SourceSpec("region", 0.15, "vg/VG_100K", wrong_rate=0.12),                        # VG / RefCOCO
+    SourceSpec("conv", 0.20, "coco/train2017", wrong_rate=0.02),                      # LLaVA-Instruct
+    SourceSpec("vqa", 0.15, "coco/train2017", wrong_rate=0.04, verbose_rate=0.02),    # VQAv2 / OKVQA
+    SourceSpec("gqa", 0.12, "gqa/images", wrong_rate=0.05, verbose_rate=0.02),        # GQA
+    SourceSpec("mc", 0.05, "coco/train2017", wrong_rate=0.04, verbose_rate=0.03),     # A-OKVQA
+    SourceSpec("count", 0.05, "coco/train2017", wrong_rate=0.04, verbose_rate=0.02),  # counting in VQAv2
+    SourceSpec("ocr", 0.10, "ocr_vqa/images", sign_prob=1.0, wrong_rate=0.04, verbose_rate=0.02),  # OCR-VQA
+    SourceSpec("textcaps", 0.03, "textvqa/train_images", sign_prob=1.0, wrong_rate=0.02),          # TextCaps
+    SourceSpec("region", 0.15, "vg/VG_100K", wrong_rate=0.04),                        # VG / RefCOCO
     SourceSpec("text", 0.15, None),                                                   # ShareGPT
 ]}
 
@@ -48,8 +48,8 @@ SOURCES: dict[str, SourceSpec] = {s.name: s for s in [
 class DefectRates:
     """Defects that cut across sources (rates are shares of the pool)."""
 
-    mismatch: float = 0.04        # the conversation belongs to another image
-    blank_image: float = 0.03     # blank or pure-noise picture, conversation unchanged
+    mismatch: float = 0.015       # the conversation belongs to another image
+    blank_image: float = 0.01     # blank or pure-noise picture, conversation unchanged
     exact_duplicate: float = 0.06
     near_duplicate: float = 0.04  # same picture content re-rendered, question lightly edited
     length_outlier: float = 0.08  # of conversation records: rambling, repeated turns
@@ -87,8 +87,8 @@ def draft(source: str, scene: Scene | None, rng: np.random.Generator) -> Draft |
             turns.append((q, Q.sentence_answer(q, a), "free"))
         return Draft(source, scene, turns)
     if source == "vqa":
-        fns = [Q.colour_q, Q.shape_q, Q.size_q, Q.exist_q, Q.attribute_check_q, Q.where_q]
-        turns = [(f"{q}\n{Q.YESNO if kind == 'yesno' and rng.random() < 0.2 else Q.SHORT}", a, kind)
+        fns = [Q.colour_q, Q.shape_q, Q.size_q, Q.occupied_q, Q.large_q, Q.where_q]
+        turns = [(f"{q}\n{Q.YESNO if kind == 'yesno' and rng.random() < 0.5 else Q.SHORT}", a, kind)
                  for q, a, kind in _ask(fns, scene, rng, int(rng.integers(2, 5)))]
         return Draft(source, scene, turns) if turns else None
     if source == "gqa":

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from curbench_env.envs.minivqa import sources as S
 from curbench_env.envs.minivqa.benchmarks import BENCHMARKS, make_items
-from curbench_env.envs.minivqa.scenes import corrupt, random_scene, render
+from curbench_env.envs.minivqa.scenes import corrupt, random_scene, render, split_scene
 from curbench_env.envs.world_secret import check_secret, public_fields, secret_seed
 
 from curbench_env.audit import LeakageIndex, conversation_texts, image_hash
@@ -63,7 +63,6 @@ def build_world(cfg: WorldConfig, out: Path, secret: str | None = None) -> dict[
     hidden.mkdir(parents=True, exist_ok=True)
     rng_eval = np.random.default_rng([cfg.seed, 1, *secret_seed(secret)])
     rng_pool = np.random.default_rng([cfg.seed, 2, *secret_seed(secret)])
-    rng_cap = np.random.default_rng([cfg.seed, 3])
 
     # 1. Benchmarks first: their pictures go into the leakage index.
     index = LeakageIndex()
@@ -73,7 +72,7 @@ def build_world(cfg: WorldConfig, out: Path, secret: str | None = None) -> dict[
             img = render(item.scene, rng_eval)
             index.add_image(image_hash(img))
             bench_rows.append({"benchmark": bench.name, "image": len(bench_images), "question": item.question,
-                               "answer": item.answer})
+                               "answer": item.answer, "caption": item.scene.caption()})
             bench_images.append(img)
     np.save(hidden / "bench_images.npy", np.stack(bench_images))
     _write_jsonl(hidden / "benchmarks.jsonl", bench_rows)
@@ -90,21 +89,24 @@ def build_world(cfg: WorldConfig, out: Path, secret: str | None = None) -> dict[
     _write_jsonl(hidden / "ground_truth.jsonl", truth)
     (pool_dir / "image_index.json").write_text(json.dumps({p: k for k, p in enumerate(paths)}))
 
-    # 3. Stage-1 corpus (LLaVA's pretraining stage, scaled down): separate scenes, mostly
-    #    captions, some free-form questions answered in full sentences (the base LM's
-    #    "pretrained knowledge"); never in the benchmarks' short-answer formats.
-    pairs, cap_images = [], []
-    for _ in range(cfg.stage1_captions):
-        scene = random_scene(rng_cap, sign_prob=0.25)
-        cap_images.append(render(scene, rng_cap))
-        pairs.append(stage1_pair(scene, rng_cap))
-    np.save(hidden / "stage1_images.npy", np.stack(cap_images))
-    (hidden / "stage1_pairs.json").write_text(json.dumps(pairs))
-
     summary = {"config": asdict(cfg), "pool": len(records), "benchmark_items": len(bench_rows),
                "defective": sum(bool(t["defects"]) for t in truth)}
     (hidden / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def stage1_corpus(n: int, seed: int) -> tuple[np.ndarray, list[list[str]]]:
+    """LLaVA's stage-1 (pretraining) corpus, scaled down: ``n`` pictures of their own scenes, mostly
+    captions, some free-form questions answered in full sentences (the base LM's "pretrained
+    knowledge"); never in the benchmarks' short-answer formats. It depends only on ``n`` and the
+    alignment seed, not on the world: every world of a preset shares one base model."""
+    rng = np.random.default_rng([seed, 3])
+    pairs, images = [], []
+    for _ in range(n):
+        scene = random_scene(rng, sign_prob=0.25)
+        images.append(render(scene, rng))
+        pairs.append(stage1_pair(scene, rng))
+    return np.stack(images), pairs
 
 
 _CAPTION_PROMPTS = ("Describe the image briefly.", "What is in the picture?", "Give a short caption.",
@@ -145,7 +147,7 @@ def _build_pool(cfg: WorldConfig, rng: np.random.Generator, index: LeakageIndex)
     while len(drafts) < n_base:
         source = names[int(rng.choice(len(names), p=shares / shares.sum()))]
         spec = S.SOURCES[source]
-        scene = random_scene(rng, sign_prob=spec.sign_prob) if spec.image_dir else None
+        scene = split_scene(rng, sign_prob=spec.sign_prob) if spec.image_dir else None
         d = S.draft(source, scene, rng)
         if d is None:
             continue
@@ -153,7 +155,7 @@ def _build_pool(cfg: WorldConfig, rng: np.random.Generator, index: LeakageIndex)
         if spec.image_dir:
             u = rng.random()
             if u < rates.mismatch:
-                d.image_scene = random_scene(rng, sign_prob=spec.sign_prob)
+                d.image_scene = split_scene(rng, sign_prob=spec.sign_prob)
                 d.defects.append("image_mismatch")
             elif u < rates.mismatch + rates.blank_image:
                 d.image_defect = "blank" if rng.random() < 0.5 else "noise"
@@ -191,7 +193,7 @@ def _build_pool(cfg: WorldConfig, rng: np.random.Generator, index: LeakageIndex)
         else:
             img = render(d.image_scene or d.scene, rng)  # type: ignore[arg-type]
         if image_hash(img) in index.image_hashes:  # contamination control at build time
-            img = render(random_scene(rng, sign_prob=spec.sign_prob), rng)
+            img = render(split_scene(rng, sign_prob=spec.sign_prob), rng)
         stem = id_.split("/")[-1] if d.source == "region" else id_
         path = f"{spec.image_dir}/{stem}.png"
         images[path] = img

@@ -1,0 +1,49 @@
+"""The fidelity table across world seeds: `curbench baselines --world-seeds`, its JSON, Kendall's tau."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from curbench_env.agents.baselines import kendall_tau
+
+pytest.importorskip("peft")
+
+
+def test_kendall_tau_reads_agreement_of_two_rankings():
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert kendall_tau([1, 2, 3, 4], [1, 2, 4, 3]) == pytest.approx(4 / 6)
+
+
+def test_baselines_cli_writes_a_row_per_world_seed_and_policy(tiny_world, tmp_path):
+    """Two worlds of the tiny preset share its base model; the JSON has one row per (world seed, policy)
+    with mean, std and per-benchmark scores, the ranking agreement and each benchmark's spread."""
+    out = tmp_path / "table.json"
+    home = tiny_world.parent.parent  # $CURBENCH_HOME of the tiny world
+    proc = subprocess.run(
+        [sys.executable, "-m", "curbench_env.cli", "baselines", "Curation-MiniVQA-v0", "--task-preset", "tiny",
+         "--seeds", "1", "--world-seeds", "0,1", "--policies", "random,top_loss,top_loss_p95", "--no-full",
+         "--json", str(out)],
+        env={**os.environ, "CURBENCH_HOME": str(home), "CURBENCH_RUNS": str(tmp_path / "runs")},
+        capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    got = {(r["world_seed"], r["policy"]) for r in result["rows"]}
+    assert got == {(w, p) for w in (0, 1) for p in ("base", "random", "top_loss", "top_loss_p95")}
+    for row in result["rows"]:
+        assert set(row["scores"]) == {"vqa", "relations", "ocr", "pope", "mme", "mmbench", "count", "grounding"}
+        assert row["std"] == 0.0 and 0.0 <= row["mean"] <= 100.0
+    assert set(result["kendall_tau"]["pairs"]) == {"0-1"}
+    assert set(result["kendall_tau"]["policies"]) == {"random", "top_loss", "top_loss_p95"}
+    assert set(result["spread"]) == {"0", "1"}
+    assert "world seed 1" in proc.stdout and "Kendall tau" in proc.stdout
+    # The two worlds differ (pool and benchmarks), their base model does not.
+    worlds = sorted(p for p in (home / "minivqa").iterdir() if (p / "READY").exists()
+                    and json.loads((p / "READY").read_text())["preset"]["world"]["pool_size"] == 2_000)
+    assert len(worlds) >= 2
+    assert len({(w / "base_model" / "model.safetensors").read_bytes() for w in worlds}) == 1
+    assert len({(w / "pool" / "pool.json").read_bytes() for w in worlds}) == len(worlds)
