@@ -47,6 +47,13 @@ def group_of(rec):
     return f"{prefix}|{fmt[:40]}"
 
 
+def type_of(rec):
+    """A finer source guess: the group plus the first question's opening words ("how many",
+    "is there", "what color"...), case and spacing ignored: one question type of one source."""
+    q = rec["conversations"][0]["value"].replace("<image>", "").strip().lower()
+    return re.sub(r"\s+", " ", group_of(rec).lower()) + "|" + " ".join(re.findall(r"[a-z]+", q)[:2])
+
+
 def format_ok(rec):
     """False when an answer ignores its prompt's format (verbose where one word was asked)."""
     conv = rec["conversations"]

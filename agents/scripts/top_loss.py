@@ -1,17 +1,17 @@
-"""EL2N-style top-loss selection with a p95 loss noise filter: rank by the early-training loss
-(high loss = the model still has to learn it), drop everything above the p95 of loss
-(likely mislabeled or broken), keep the top of the rest, balanced across sources.
-`--noise-pct 100`: plain top-loss, no noise filter."""
+"""EL2N-style top-loss selection with a p95 loss noise filter: per question type of each source
+(losses live on different scales per type), rank by the early-training loss (high loss = the
+model still has to learn it), drop everything above the type's p95 of loss (likely mislabeled or
+broken), keep the top of the rest, balanced across types. `--noise-pct 100`: plain top-loss, no
+noise filter."""
 import numpy as np
-from _common import args, balanced, group_of, load_pool, signal, write
+from _common import args, balanced, load_pool, signal, type_of, write
 
 a = args({"--noise-pct": {"type": float, "default": 95.0}, "--no-balance": {"action": "store_true"}})
 pool = [r for r in load_pool() if "image" in r]
 ids_sig, loss = signal("loss.npy")
 row = {i: k for k, i in enumerate(ids_sig)}
 lv = np.array([loss[row[r["id"]]] for r in pool])
-groups = {r["id"]: group_of(r) for r in pool}
-# The noise threshold is per source group: losses live on different scales per answer format.
+groups = {r["id"]: type_of(r) for r in pool}
 keep = []
 for g in sorted(set(groups.values())):
     members = [k for k, r in enumerate(pool) if groups[r["id"]] == g]

@@ -76,11 +76,17 @@ class MiniVQAPipeline:
         self.bench_targets = [M.answer_tokens(self.tok, b["answer"]) for b in self.bench]
         self._encoded: dict[str, Encoded] = {}
         self._base_hash = hashlib.sha256((base_dir / "model.safetensors").read_bytes()).hexdigest()[:16]
+        # The world's content, not only its name: a world rebuilt under the same name (another code
+        # version) must not be served the old one's cached scores.
+        content = hashlib.sha256((pool / "pool.json").read_bytes())
+        content.update((hidden / "benchmarks.jsonl").read_bytes())
+        self._world_hash = content.hexdigest()[:16]
         self._loaded = True
 
     def fingerprint(self) -> str:
         self._load()
-        payload = {"world": self.world_dir.name, "base": self._base_hash, "recipe": asdict(self.recipe)}
+        payload = {"world": self.world_dir.name, "content": self._world_hash, "base": self._base_hash,
+                   "recipe": asdict(self.recipe)}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def encode(self, id_: str, conversations: list[dict[str, str]] | None = None) -> Encoded:

@@ -1,6 +1,26 @@
 """Build a MiniVQA world from a seed: the pool (agent-visible), the benchmarks and the ground
-truth (hidden), and the stage-1 caption corpus. Deterministic: the same config gives the
-same bytes.
+truth (hidden); and the stage-1 caption corpus of the base model. Deterministic: the same config
+gives the same bytes.
+
+Why curation matters here, and which policies win (world v6):
+
+* **Formats.** The base model (stage-1 aligned on captions and full-sentence answers) answers in
+  sentences; every benchmark grades a short answer in its own format (a word, a digit, yes/no, an
+  option letter, an object phrase). A subset teaches the formats it contains: conversation records,
+  sign captions and text-only chat (half of a random draw) teach none, so spending the budget on the
+  benchmarks' formats is the largest lever (the ARDS-style "benchmark formats" policy).
+* **Noise is a thin top of the loss.** Each source carries a few percent of defects (wrong answers,
+  verbose answers, mismatched or broken pictures), and the loss signal is an *early-training* loss
+  (the base model fine-tuned on a random 5% of the pool, cross-fitted): within one question type
+  of one source, the defects are the examples that model finds most surprising, so the top ~5% of
+  each type is mostly noise and the band below it is hard-but-valid examples (more objects, rarer
+  answers, the skills the proxy had not yet learned). Plain top-loss (EL2N) therefore picks the
+  noise and is among the worst policies; top-loss with a p95 noise filter picks the hard valid band
+  and is among the best two, as in the paper; pure defect filters (format, length, duplicates,
+  odd pictures) beat random but not the loss-aware policies, because wrong answers look clean.
+* **Held-out scenes.** Benchmark pictures come from a fifth of scene space that the pool never
+  draws (:func:`~curbench_env.envs.minivqa.scenes.reserved_for_eval`), so no pool picture shows a
+  benchmark scene and scores measure generalisation, not recall.
 """
 
 from __future__ import annotations
