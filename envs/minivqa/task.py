@@ -31,7 +31,8 @@ class MiniVQATask(CurationTask):
     LoRA-fine-tuned on each submission (default budget 1,000 = 5% of the pool) and scored on
     eight held-out benchmarks (0-100, averaged).
 
-    Arguments: ``preset`` (``"default"`` or ``"tiny"``), ``pool_size``, ``budget``, ``seed``
+    Arguments: ``preset`` (``"default"``; ``"small"``, its base model on a 4,000-example pool; or ``"tiny"``, for
+    tests), ``pool_size``, ``budget``, ``seed``
     (the world's seed), ``secret`` (or ``$CURBENCH_WORLD_SECRET``: the benchmarks and the pool's
     labels are drawn from it, so nobody without it can regenerate them; everyone who shares it gets
     the same world and comparable scores; without it the public reference world of the README's
