@@ -25,7 +25,7 @@ def test_baselines_cli_writes_a_row_per_world_seed_and_policy(tiny_world, tmp_pa
     out = tmp_path / "table.json"
     home = tiny_world.parent.parent  # $CURBENCH_HOME of the tiny world
     proc = subprocess.run(
-        [sys.executable, "-m", "curbench_env.cli", "baselines", "Curation-MiniVQA-v0", "--task-preset", "tiny",
+        [sys.executable, "-m", "curbench_env.cli", "baselines", "Curation-MiniVQA-v0", "--preset", "tiny",
          "--seeds", "1", "--world-seeds", "0,1", "--policies", "random,top_loss,top_loss_p95", "--no-full",
          "--json", str(out)],
         env={**os.environ, "CURBENCH_HOME": str(home), "CURBENCH_RUNS": str(tmp_path / "runs")},
