@@ -183,6 +183,30 @@ def fidelity(result: dict[str, Any]) -> dict[str, Any]:
     return checks
 
 
+def markdown_tables(result: dict[str, Any]) -> str:
+    """The tables as Markdown (one per world, with the spread row), the checks, and the ranking agreement."""
+    out = []
+    for key, world in result["worlds"].items():
+        rows = world["rows"]
+        benches = list(next(iter(rows.values()))["benchmarks"])
+        out.append(f"World seed {key}:\n")
+        out.append("| policy | average | " + " | ".join(benches) + " |")
+        out.append("|---|---:|" + "---:|" * len(benches))
+        for name, row in rows.items():
+            out.append(f"| {name} | {row['mean']:.2f} ± {row['std']:.2f} | "
+                       + " | ".join(f"{row['benchmarks'][b]:.1f}" for b in benches) + " |")
+        spread = result["spread"].get(key, {})
+        if spread:
+            out.append("| *spread of subset policies* | | " + " | ".join(f"{spread.get(b, 0.0):.1f}" for b in benches) + " |")
+        checks = ", ".join(f"{k}: {v:.0%}" if isinstance(v, float) else f"{k}: {v}" for k, v in world["fidelity"].items())
+        out.append(f"\nChecks: {checks}.\n")
+    tau = result.get("kendall_tau") or {}
+    if tau:
+        out.append(f"Ranking agreement between worlds (Kendall τ over {', '.join(tau['policies'])}): "
+                   + ", ".join(f"{k} {v:.2f}" for k, v in tau["pairs"].items()) + ".")
+    return "\n".join(out) + "\n"
+
+
 def print_table(result: dict[str, Any], console: Any) -> None:
     """A rich table per world plus its fidelity checks; then the ranking agreement between worlds."""
     from rich.markup import escape

@@ -303,9 +303,10 @@ def baselines(
         help="Comma-separated world seeds (the task's `seed`): one table per world, plus the ranking agreement.")] = None,
     policies: Annotated[str | None, typer.Option(help="Comma-separated scripted policies (default: the task's set).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Same as --out.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Also write the tables as Markdown (as in the README).")] = None,
 ) -> None:
     """Fidelity table: base, random, scripted policies and the full pool, over seeds (and world seeds)."""
-    from curbench_env.agents.baselines import print_table, run_baselines
+    from curbench_env.agents.baselines import markdown_tables, print_table, run_baselines
 
     kwargs = task_kwargs(task_preset, task_args)
     try:
@@ -317,6 +318,8 @@ def baselines(
                            policies=[p.strip() for p in policies.split(",")] if policies else None,
                            world_seeds=worlds, full_seeds=full_seeds)
     out.write_text(json.dumps(result, indent=2))
+    if markdown:
+        markdown.write_text(markdown_tables(result))
     print_table(result, console)
     console.print(f"written to {out}")
 

@@ -61,7 +61,7 @@ def tiny_world(tmp_path_factory):
     """The tiny preset's world, built once (world, stage-1 model, signals)."""
     import os
 
-    home = tmp_path_factory.getbasetemp() / "curbench-home"
+    home = Path(os.environ.get("CURBENCH_TEST_HOME") or tmp_path_factory.getbasetemp() / "curbench-home")
     old = os.environ.get("CURBENCH_HOME")
     os.environ["CURBENCH_HOME"] = str(home)
     try:
