@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from curbench_env.agents.scripted import BASELINE_SETS, SinglePolicyAgent
+from curbench_env.agents.scripted import BASELINE_SETS, POLICIES, SinglePolicyAgent
 
 from curbench_env.runner import run_episode
 from curbench_env.scorer import Scorer
@@ -27,6 +27,9 @@ def run_baselines(env_id: str, *, seeds: int = 3, backend: str = "auto", task_kw
     each world's table with its fidelity checks, ``kendall_tau`` the agreement of the policies'
     ranking between worlds, ``spread`` each benchmark's range over the scripted subset policies.
     """
+    unknown = [p for p in policies or [] if p not in POLICIES]
+    if unknown:  # before any world is built or model trained
+        raise ValueError(f"unknown scripted policy {', '.join(map(repr, unknown))}; choose from {', '.join(POLICIES)}")
     t0 = time.monotonic()
     worlds: dict[str, dict[str, Any]] = {}
     meta: dict[str, Any] = {}

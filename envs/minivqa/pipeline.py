@@ -66,7 +66,8 @@ class MiniVQAPipeline:
         self.pad_id = self.tok.pad_token_id
         self.eos_id = self.tok.eos_token_id
         pool = self.world_dir / "pool"
-        self.records: dict[str, dict[str, Any]] = {r["id"]: r for r in json.loads((pool / "pool.json").read_text())}
+        pool_bytes = (pool / "pool.json").read_bytes()
+        self.records: dict[str, dict[str, Any]] = {r["id"]: r for r in json.loads(pool_bytes)}
         self.image_row: dict[str, int] = json.loads((pool / "image_index.json").read_text())
         self.images = np.load(pool / "images.npy")
         hidden = self.world_dir / "hidden"
@@ -78,7 +79,7 @@ class MiniVQAPipeline:
         self._base_hash = hashlib.sha256((base_dir / "model.safetensors").read_bytes()).hexdigest()[:16]
         # The world's content, not only its name: a world rebuilt under the same name (another code
         # version) must not be served the old one's cached scores.
-        content = hashlib.sha256((pool / "pool.json").read_bytes())
+        content = hashlib.sha256(pool_bytes)
         content.update((hidden / "benchmarks.jsonl").read_bytes())
         self._world_hash = content.hexdigest()[:16]
         self._loaded = True
