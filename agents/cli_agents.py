@@ -36,6 +36,13 @@ Work only through the curbench tools: call `brief` first (the task, the rules, t
 a note saying what the policy does, read the per-benchmark scores, revise, and call `finish` when
 you are done."""
 
+PROMPT_NATIVE = """You are a data-curation agent. A fixed model is fine-tuned on the subset of a candidate pool you
+submit and scored on held-out benchmarks; your goal is the best score within the iteration budget.
+Your shell's working directory is the curation workspace: inspect the read-only pool at $POOL, write
+selection scripts and files here, then run `submit FILE --note "what the policy does"` (it waits for
+the training and prints the per-benchmark scores; if it is interrupted, `status` shows the score).
+`status` shows the budget and scores; run `finish` when you are done. The task and its rules:"""
+
 
 @dataclass
 class CLIAgentRun:
@@ -130,11 +137,15 @@ def run_claude_code(run: CLIAgentRun) -> dict[str, Any]:
         env["ANTHROPIC_BASE_URL"] = run.base_url
     transcript = run.run_dir / "agent" / "transcript.jsonl"
     code = _run(argv, env, work, transcript, run.wall_clock_s)
-    result = next((e for e in reversed(_events(transcript)) if e.get("type") == "result"), {})
+    return {"agent": "claude-code", "model": run.model, "exit_code": code, **claude_usage(transcript)}
+
+
+def claude_usage(transcript: Path) -> dict[str, Any]:
+    """Turns, tokens and cost from Claude Code's stream-json transcript (its last ``result`` event)."""
+    result = next((e for e in reversed(_events(transcript)) if e.get("type") == "result"), {}) if transcript.exists() else {}
     usage = result.get("usage") or {}
-    return {"agent": "claude-code", "model": run.model, "exit_code": code, "turns": result.get("num_turns"),
-            "prompt_tokens": usage.get("input_tokens", 0), "completion_tokens": usage.get("output_tokens", 0),
-            "cost_usd": result.get("total_cost_usd", 0.0)}
+    return {"turns": result.get("num_turns"), "prompt_tokens": usage.get("input_tokens", 0),
+            "completion_tokens": usage.get("output_tokens", 0), "cost_usd": result.get("total_cost_usd", 0.0)}
 
 
 def run_codex(run: CLIAgentRun) -> dict[str, Any]:
@@ -165,10 +176,14 @@ def run_codex(run: CLIAgentRun) -> dict[str, Any]:
     env.setdefault("OPENAI_API_KEY", os.environ.get("OPENAI_API_KEY", ""))
     transcript = run.run_dir / "agent" / "transcript.jsonl"
     code = _run(argv, env, work, transcript, run.wall_clock_s)
-    events = _events(transcript)
-    tokens = [e.get("usage") or {} for e in events if e.get("type") == "turn.completed"]
-    return {"agent": "codex", "model": run.model, "exit_code": code, "turns": len(tokens),
-            "prompt_tokens": sum(int(u.get("input_tokens") or 0) for u in tokens),
+    return {"agent": "codex", "model": run.model, "exit_code": code, **codex_usage(transcript)}
+
+
+def codex_usage(transcript: Path) -> dict[str, Any]:
+    """Turns and tokens from Codex's ``--json`` events (one ``turn.completed`` per turn; no cost)."""
+    tokens = [e.get("usage") or {} for e in (_events(transcript) if transcript.exists() else [])
+              if e.get("type") == "turn.completed"]
+    return {"turns": len(tokens), "prompt_tokens": sum(int(u.get("input_tokens") or 0) for u in tokens),
             "completion_tokens": sum(int(u.get("output_tokens") or 0) for u in tokens), "cost_usd": None}
 
 

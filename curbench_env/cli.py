@@ -153,12 +153,21 @@ def run(
     agent_base_url: Annotated[str | None, typer.Option(
         help="Model endpoint for claude-code/codex (a proxy or local server; default: the provider's)")] = None,
     wall_clock: Annotated[float, typer.Option(help="claude-code/codex: stop the agent after this many seconds.")] = 7200,
+    native: Annotated[bool, typer.Option(help="claude-code/codex: run the CLI inside the sandbox, its own shell in "
+                                              "the workspace, `submit` on its PATH (the paper's setup; needs bwrap "
+                                              "and the provider key, which stays outside)")] = False,
 ) -> None:
     """Run one curation session with an agent and print the iterations table."""
     from curbench_env.agents import load_policy
     from curbench_env.agents.cli_agents import is_cli_agent
     from curbench_env.runner import run_episode
 
+    if native:
+        from curbench_env.cli_serve import run_native_agent
+
+        run_native_agent(env, agent, seed, backend, run_dir, iterations, scaffold, task_kwargs(task_preset, task_args),
+                         agent_base_url, wall_clock)
+        return
     if is_cli_agent(agent):
         from curbench_env.cli_serve import run_cli_agent
 

@@ -47,6 +47,37 @@ def run_cli_agent(env: str, agent: str, seed: int, backend: str, run_dir: Path |
     console.print(f"{escape(agent)}: {tokens}{usage['elapsed_s']}s · run directory: [bold]{target}[/]")
 
 
+def run_native_agent(env: str, agent: str, seed: int, backend: str, run_dir: Path | None, iterations: int | None,
+                     scaffolds: list[str] | None, task_options: dict[str, Any], base_url: str | None,
+                     wall_clock: float) -> None:
+    """A coding-agent CLI inside the episode's sandbox (see curbench_env.agents.native)."""
+    from curbench_env.agents.native import PROVIDERS, key_headers, run_native
+    from curbench_env.mcp_server import EpisodeSession
+
+    name, _, model = agent.partition(":")
+    if name not in PROVIDERS:
+        raise CurbenchError(f"--native runs claude-code[:MODEL] or codex[:MODEL], not {agent!r}")
+    key_headers(name)  # no key: one clear line before the world is built
+    if backend not in ("auto", "bwrap"):
+        raise CurbenchError(f"--native needs the bwrap backend (the CLI runs where the agent's commands run), "
+                            f"not {backend!r}")
+    e = _make_env(env, "bwrap", run_dir, iterations, scaffolds, task_options)
+    session = EpisodeSession(e, seed=seed, agent=f"{agent} (native)")
+    try:
+        with console.status(f"preparing {env} (first use builds the world) ..."):
+            session.start()
+        target = Path(e.unwrapped.run_dir)
+        console.print(f"[bold]{env}[/] · agent {escape(agent)} (native: inside the sandbox) · seed {seed} · "
+                      f"transcript in {target / 'agent'}")
+        usage = run_native(name, session, target, model=model or None, base_url=base_url, wall_clock_s=wall_clock)
+    finally:
+        session.close()
+    _print_iterations(target)
+    console.print(f"{escape(agent)}: {usage['turns']} turns, {usage['prompt_tokens']} prompt / "
+                  f"{usage['completion_tokens']} completion tokens, {usage['model_requests']} model requests, "
+                  f"{usage['elapsed_s']}s · run directory: [bold]{target}[/]")
+
+
 @app.command("mcp")
 def mcp_serve(
     env: EnvOpt = "Curation-MiniVQA-v0",

@@ -154,7 +154,7 @@ class FakeModelServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 path = self.path.split("?", 1)[0]
-                outer.model.requests.append({"path": path, "body": body})
+                outer.model.requests.append({"path": path, "body": body, "headers": dict(self.headers)})
                 if path.endswith("/count_tokens"):
                     self._send(json.dumps({"input_tokens": 100}).encode(), "application/json")
                     return

@@ -13,8 +13,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from curbench_env.errors import WorkspaceError
 from curbench_env.workspace.base import (
@@ -84,6 +87,13 @@ class BwrapWorkspace(ShellWorkspace):
         return env
 
     def _argv(self) -> list[str]:
+        return self.sandbox_argv(["bash", "--noprofile", "--norc"])
+
+    def sandbox_argv(self, command: list[str], *, bin_dir: Path | None = None, mounts: Sequence[Mount] = (),
+                     env: Mapping[str, str] | None = None, seccomp_fd: int | None = None) -> list[str]:
+        """The bwrap command line that runs ``command`` in this workspace's sandbox: the same binds and
+        namespaces as the shell, ``bin_dir`` in place of the episode's PATH folder, ``mounts`` added and
+        ``env`` over the workspace's variables."""
         argv = ["bwrap", "--ro-bind", "/usr", "/usr"]
         for name in ("bin", "lib", "lib64", "sbin", "lib32"):
             p = Path("/") / name
@@ -92,13 +102,13 @@ class BwrapWorkspace(ShellWorkspace):
             elif p.is_dir():
                 argv += ["--ro-bind", str(p), str(p)]
         argv += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
-        mounts = [Mount(self.spec.host_dir.resolve(), SANDBOX_WORKSPACE, read_only=False),
-                  Mount(self.spec.bin_dir.resolve(), SANDBOX_BIN)]
+        binds = [Mount(self.spec.host_dir.resolve(), SANDBOX_WORKSPACE, read_only=False),
+                 Mount((bin_dir or self.spec.bin_dir).resolve(), SANDBOX_BIN)]
         if self.spec.pool_dir is not None:
-            mounts.append(Mount(self.spec.pool_dir.resolve(), SANDBOX_POOL))
-        mounts += python_mounts() + list(self.spec.extra_mounts)
+            binds.append(Mount(self.spec.pool_dir.resolve(), SANDBOX_POOL))
+        binds += python_mounts() + list(self.spec.extra_mounts) + list(mounts)
         made: set[str] = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev"}
-        for m in mounts:
+        for m in binds:
             # Parents bwrap would create itself are root-only (0700); make them traversable.
             for parent in reversed(Path(m.target).parents):
                 if str(parent) not in made:
@@ -111,16 +121,36 @@ class BwrapWorkspace(ShellWorkspace):
         argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                  "--die-with-parent", "--new-session", "--hostname", "sandbox",
                  "--chdir", SANDBOX_WORKSPACE, "--clearenv"]
-        for k, v in self.environment().items():
+        for k, v in {**self.environment(), **(env or {})}.items():
             argv += ["--setenv", k, v]
-        if self._seccomp_fd is not None:
-            argv += ["--seccomp", str(self._seccomp_fd)]
+        seccomp_fd = self._seccomp_fd if seccomp_fd is None else seccomp_fd
+        if seccomp_fd is not None:
+            argv += ["--seccomp", str(seccomp_fd)]
         if self._as_root:
             argv += ["--", "setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups",
                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
         else:
             argv += ["--unshare-user", "--disable-userns", "--cap-drop", "ALL", "--"]
-        return argv + ["bash", "--noprofile", "--norc"]
+        return argv + list(command)
+
+    def spawn(self, command: list[str], *, bin_dir: Path | None = None, mounts: Sequence[Mount] = (),
+              env: Mapping[str, str] | None = None, stdout: IO[bytes] | int | None = None,
+              stderr: IO[bytes] | int | None = None) -> subprocess.Popen:
+        """Start ``command`` in a second sandbox over this workspace (see :meth:`sandbox_argv`), in its own
+        process group: native-mode agents run here. The per-process limits apply except the address-space
+        cap (JavaScript runtimes reserve more than they use); the sandbox's cgroup totals, where there is
+        one, count it with the shell's commands."""
+        fd = filter_fd()
+        try:
+            return subprocess.Popen(
+                self.sandbox_argv(command, bin_dir=bin_dir, mounts=mounts, env=env, seccomp_fd=fd),
+                env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                start_new_session=True, pass_fds=(fd,) if fd is not None else (),
+                preexec_fn=rlimit_setter(self.spec.limits, with_nproc=not self._as_root, cgroup=self.cgroup,
+                                         address_space=False))
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def _make_shell(self) -> PersistentShell:
         self._shell_pid = None
