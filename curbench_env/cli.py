@@ -196,11 +196,16 @@ def resume(
 ) -> None:
     """Continue an interrupted episode from its run directory, with every setting it was recorded with."""
     from curbench_env.agents import load_policy
+    from curbench_env.agents.cli_agents import is_cli_agent
     from curbench_env.config import RunConfig
     from curbench_env.runner import resume_env, run_episode
     from curbench_env.trajectory import RunDirectory
 
     cfg = RunConfig.from_dict(RunDirectory.existing(run_dir).config)
+    if agent is None and cfg.agent and is_cli_agent(cfg.agent.removesuffix(" (native)")):
+        raise CurbenchError(f"{run_dir} was driven by {cfg.agent}: a coding-agent CLI's conversation cannot be "
+                            "resumed. Continue the episode with another agent (`curbench resume "
+                            f"{run_dir} --agent curator`), or start a new run with {cfg.agent.split(':')[0]}")
     agent = agent or cfg.agent or "curator"
     policy = load_policy(agent, seed=cfg.seed)
     env = resume_env(run_dir, backend=backend)

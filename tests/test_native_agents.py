@@ -148,3 +148,6 @@ def test_a_cli_agent_runs_an_episode_inside_the_sandbox(agent, binary, tool, tin
     inspect = subprocess.run([sys.executable, "-m", "curbench_env.cli", "inspect", str(run_dir)], capture_output=True,
                              text=True, timeout=120, env=env)
     assert inspect.returncode == 0 and "b.txt" in inspect.stdout
+    resume = subprocess.run([sys.executable, "-m", "curbench_env.cli", "resume", str(run_dir)], capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert resume.returncode != 0 and "conversation cannot be resumed" in resume.stdout + resume.stderr
