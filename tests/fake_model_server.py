@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -154,7 +155,7 @@ class FakeModelServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 path = self.path.split("?", 1)[0]
-                outer.model.requests.append({"path": path, "body": body, "headers": dict(self.headers)})
+                outer.model.requests.append({"path": path, "body": body, "headers": dict(self.headers), "time": time.time()})
                 if path.endswith("/count_tokens"):
                     self._send(json.dumps({"input_tokens": 100}).encode(), "application/json")
                     return

@@ -54,7 +54,9 @@ def test_top_loss_with_the_p95_noise_filter_beats_plain_top_loss_on_the_small_pr
     the early-training loss is mostly the injected noise, so plain top-loss trains on it and the p95
     filter removes it. On the small preset (the shipped base model, a 4,000-example pool; the tiny
     preset's briefly aligned model learns too little for any order to show), through the terminal as an
-    agent submits, two training seeds (measured: 17.25 vs 14.25 and 16.75 vs 13.75)."""
+    agent submits. Scores are repeatable on a machine kind, so one training seed is one measurement
+    (measured: 17.25 vs 14.25 at seed 0, 16.75 vs 13.75 at seed 1; the README's table has both world seeds
+    of the default preset with 3 training seeds each)."""
     import gymnasium as gym
     from curbench_env.agents.scripted import SinglePolicyAgent
 
@@ -65,7 +67,7 @@ def test_top_loss_with_the_p95_noise_filter_beats_plain_top_loss_on_the_small_pr
     try:
         scores: dict[str, list[float]] = {}
         for policy in ("top_loss", "top_loss_p95"):
-            for seed in range(2):
+            for seed in range(1):
                 run_episode(env, SinglePolicyAgent(policy, seed=seed), seed=seed, progress=False)
                 scores.setdefault(policy, []).append(env.unwrapped.history[-1]["average"])
     finally:
