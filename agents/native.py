@@ -62,7 +62,7 @@ ALLOWED_PATHS = ("/v1/messages", "/v1/models", "/v1/responses", "/v1/chat/comple
 MAX_DESK_REQUEST = 16_384
 
 PROVIDERS = {
-    # name: (default upstream, key variable(s) in the harness's environment, how the key is sent)
+    # name: (default upstream, the harness's key variables; see key_headers)
     "claude-code": ("https://api.anthropic.com", ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")),
     "codex": ("https://api.openai.com", ("OPENAI_API_KEY",)),
 }
@@ -87,9 +87,13 @@ def key_headers(agent: str, environ: dict[str, str] | None = None) -> dict[str, 
 
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+    """A threaded server on a Unix socket the sandbox can connect to. ``finish_requests``: closing waits
+    for the requests in progress (a submission being scored is recorded, not cut off)."""
 
-    def __init__(self, path: Path, handler: type[socketserver.BaseRequestHandler]) -> None:
+    def __init__(self, path: Path, handler: type[socketserver.BaseRequestHandler], *,
+                 finish_requests: bool = False) -> None:
+        self.daemon_threads = not finish_requests
+        self.block_on_close = finish_requests
         if path.exists() or path.is_symlink():
             path.unlink()
         super().__init__(str(path), handler)
@@ -217,7 +221,7 @@ class DeskServer:
                 except OSError:  # the agent stopped waiting; the step is recorded all the same
                     pass
 
-        self.server = _UnixServer(path, Handler)
+        self.server = _UnixServer(path, Handler, finish_requests=True)
 
     def answer(self, raw: bytes) -> tuple[bool, str]:
         """One request (a JSON line) → (ok, the text the command prints)."""
