@@ -193,6 +193,24 @@ class RewriteNoisyAgent(ScriptedAgent):
             *self.rewrite_commands(self.policy, self.extra, self.noise_pct, free_form=self.free_form), "done"]
 
 
+class RandomSearchAgent(ScriptedAgent):
+    """The paper's best-of-N random baseline: a fresh random subset every iteration until the budget is
+    spent, so the session's best is the best of N random draws (N = the iteration budget)."""
+
+    name = "random_search"
+
+    def reset(self, obs: dict[str, Any], info: dict[str, Any]) -> None:
+        self.iterations = int(info.get("iteration") or 0) + int(info.get("budget_left") or 0)
+        super().reset(obs, info)
+
+    def plan(self) -> list[str]:
+        p = POLICIES["random"]
+        draws = [f"python3 policies/{p.script} --budget {self.budget} --seed {1000 * self.seed + k} "
+                 f"--out picks_random_{k + 1}.txt {p.args} && submit picks_random_{k + 1}.txt --note "
+                 f"{shlex.quote(f'{p.note}, draw {k + 1}')}" for k in range(self.iterations)]
+        return self.setup_commands() + draws + ["done"]
+
+
 class CuratorAgent(ScriptedAgent):
     """The default agent of `curbench run`: a 10-iteration session that looks around, then
     tries one policy family per iteration and refines the best (no API key needed)."""
@@ -233,4 +251,4 @@ class CuratorAgent(ScriptedAgent):
         ]
 
 
-AGENTS = {"curator": CuratorAgent, "rewrite_noisy": RewriteNoisyAgent}
+AGENTS = {"curator": CuratorAgent, "rewrite_noisy": RewriteNoisyAgent, "random_search": RandomSearchAgent}

@@ -74,3 +74,22 @@ def test_top_loss_with_the_p95_noise_filter_beats_plain_top_loss_on_the_small_pr
         env.close()
     mean = {k: sum(v) / len(v) for k, v in scores.items()}
     assert mean["top_loss_p95"] > mean["top_loss"], scores
+
+
+def test_random_search_draws_a_fresh_random_subset_every_iteration(tiny_world, tmp_path):
+    """`random_search` (the paper's best-of-N random): N iterations, N different subsets, the best of them."""
+    import gymnasium as gym
+    from curbench_env.agents import load_policy
+
+    from curbench_env.runner import run_episode
+
+    env = gym.make("Curation-MiniVQA-v0", task_kwargs={"preset": "tiny"}, run_root=tmp_path / "runs",
+                   iteration_budget=3, disable_env_checker=True)
+    try:
+        summary = run_episode(env, load_policy("scripted:random_search", seed=1), seed=1, progress=False)
+        history = env.unwrapped.history
+    finally:
+        env.close()
+    assert [m["iteration"] for m in history] == [1, 2, 3]
+    assert len({m["content_hash"] for m in history}) == 3
+    assert summary["best_score"] == max(m["average"] for m in history)
