@@ -86,6 +86,17 @@ def key_headers(agent: str, environ: dict[str, str] | None = None) -> dict[str, 
                         "adds it to the CLI's requests")
 
 
+def model_endpoint(path: str) -> bool:
+    """Whether a request path is one of :data:`ALLOWED_PATHS` (or below one), with no dot segment,
+    encoded or not, that a server could resolve to another API."""
+    from urllib.parse import unquote
+
+    decoded = unquote(path.split("?", 1)[0])
+    if not decoded.startswith("/") or "\\" in decoded or any(s in (".", "..") for s in decoded.split("/")):
+        return False
+    return any(decoded == p or decoded.startswith(p + "/") for p in ALLOWED_PATHS)
+
+
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """A threaded server on a Unix socket the sandbox can connect to. ``finish_requests``: closing waits
     for the requests in progress (a submission being scored is recorded, not cut off)."""
@@ -125,7 +136,7 @@ class ModelProxy:
 
             def _forward(self) -> None:
                 body = self._body()
-                if not self.path.split("?", 1)[0].startswith(ALLOWED_PATHS):
+                if not model_endpoint(self.path):
                     outer.refused += 1
                     self._error(403, f"curbench model proxy: {self.path.split('?', 1)[0]} is not a model endpoint "
                                      f"(allowed: {', '.join(ALLOWED_PATHS)})")
@@ -409,4 +420,4 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-__all__ = ["DeskServer", "ModelProxy", "NativeSandbox", "run_native", "key_headers", "format_status", "cli_argv"]
+__all__ = ["DeskServer", "ModelProxy", "NativeSandbox", "run_native", "key_headers", "format_status", "cli_argv", "model_endpoint"]

@@ -26,6 +26,16 @@ TINY_PICK = ("python3 -c \"import json,os; rs=[json.loads(l) for l in open(os.en
              "and r['id']!='leak01'][:6]))\"")
 
 
+def test_only_model_endpoints_pass_the_proxy():
+    from curbench_env.agents.native import model_endpoint
+
+    assert all(map(model_endpoint, ["/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens",
+                                    "/v1/responses", "/v1/chat/completions", "/v1/models/claude-x"]))
+    assert not any(map(model_endpoint, ["/v1/files", "/v1/messages/../files", "/v1/messages/%2e%2e/files",
+                                        "/v1/messages/%2E%2E/batches", "/v1/messagesX", "http://evil/v1/messages",
+                                        "/v1/messages/./x", "/v1/models\\..\\files", ""]))
+
+
 def test_the_model_proxy_swaps_the_key_and_refuses_other_apis(tmp_path):
     import httpx
     from fake_model_server import FakeModelServer, ScriptedModel
