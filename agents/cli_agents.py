@@ -206,9 +206,17 @@ def run_mcp_command(run: CLIAgentRun, command: str) -> dict[str, Any]:
 LAUNCHERS = {"claude-code": run_claude_code, "codex": run_codex}
 
 
+def split_native(spec: str) -> tuple[str, bool]:
+    """``"codex:MODEL --native"`` → (``"codex:MODEL"``, True): how a sweep spec (or ``--agent``) asks for
+    native mode; any other spec comes back unchanged with False."""
+    head, sep, _ = spec.rstrip().rpartition(" --native")
+    return (head.rstrip(), True) if sep and not spec.rstrip()[len(head) + len(sep):] else (spec, False)
+
+
 def is_cli_agent(spec: str) -> bool:
-    """Whether ``spec`` (``claude-code[:MODEL]``, ``codex[:MODEL]``, ``mcp-cmd:COMMAND``) names a CLI agent."""
-    name = spec.partition(":")[0]
+    """Whether ``spec`` (``claude-code[:MODEL]``, ``codex[:MODEL]``, either with `` --native``,
+    ``mcp-cmd:COMMAND``) names a CLI agent."""
+    name = split_native(spec)[0].partition(":")[0]
     return name in LAUNCHERS or name == "mcp-cmd"
 
 

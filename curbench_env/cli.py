@@ -159,10 +159,11 @@ def run(
 ) -> None:
     """Run one curation session with an agent and print the iterations table."""
     from curbench_env.agents import load_policy
-    from curbench_env.agents.cli_agents import is_cli_agent
+    from curbench_env.agents.cli_agents import is_cli_agent, split_native
     from curbench_env.runner import run_episode
 
-    if native:
+    agent, native_flag = split_native(agent)
+    if native or native_flag:
         from curbench_env.cli_serve import run_native_agent
 
         run_native_agent(env, agent, seed, backend, run_dir, iterations, scaffold, task_kwargs(task_preset, task_args),

@@ -104,10 +104,14 @@ class Session:
                    task_args=dict(data.get("task_args") or {}), backend=data.get("backend", "auto"))
 
     def run_argv(self, run_dir: Path) -> list[str]:
-        """The `curbench run` command line that starts this session in ``run_dir``."""
-        argv = [sys.executable, "-m", "curbench_env.cli", "run", "--env", self.env, "--agent", self.agent,
+        """The `curbench run` command line that starts this session in ``run_dir`` (an agent written
+        ``claude-code --native`` or ``codex:MODEL --native`` runs in native mode)."""
+        from curbench_env.agents.cli_agents import split_native
+
+        agent, native = split_native(self.agent)
+        argv = [sys.executable, "-m", "curbench_env.cli", "run", "--env", self.env, "--agent", agent,
                 "--seed", str(self.seed), "--iterations", str(self.iterations), "--backend", self.backend,
-                "--run-dir", str(run_dir)]
+                "--run-dir", str(run_dir), *(["--native"] if native else [])]
         for name in self.scaffolds:
             argv += ["--scaffold", name]
         for key, value in sorted(self.task_args.items()):

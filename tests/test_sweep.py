@@ -48,6 +48,17 @@ def test_the_cross_product_becomes_sessions_with_stable_names():
     assert [s.name for s in again.sessions] == names
 
 
+def test_a_cli_agent_can_run_natively_in_a_sweep(tmp_path):
+    from curbench_env.sweep import is_api_agent
+
+    spec = parse_spec({"agents": ["codex:gpt-5 --native", "claude-code"], "seeds": [0]})
+    native, mcp = spec.sessions
+    argv = native.run_argv(tmp_path / "run")
+    assert argv[argv.index("--agent") + 1] == "codex:gpt-5" and argv[-1] == "--native"
+    assert "--native" not in mcp.run_argv(tmp_path / "run2") and is_api_agent(native.agent)
+    assert native.name != mcp.name and "native" in native.name
+
+
 def test_an_explicit_session_list_takes_the_axes_as_defaults():
     spec = parse_spec({"agents": ["curator"], "iterations": 5, "sessions": [
         {"seed": 3}, {"agent": "scripted:random", "scaffold": "strategy-guide+skill-cards", "seed": 4}]})
