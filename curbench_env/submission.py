@@ -7,7 +7,10 @@ turns :class:`SubmissionError` into an observation and the iteration is not spen
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -91,21 +94,59 @@ def _id_of(value: Any) -> str | None:
     return None
 
 
-def parse_submission(path: Path, rules: SubmissionRules, pool: PoolIndex, *, shown_as: str = "") -> Selection:
-    """Read ``path`` and return the validated selection, or raise :class:`SubmissionError`."""
-    name = shown_as or path.name
-    if not path.exists():
-        raise SubmissionError(f"{name}: no such file")
-    if not path.is_file():
-        raise SubmissionError(f"{name}: not a regular file")
-    size = path.stat().st_size
-    if size == 0:
+def read_without_links(path: Path, max_bytes: int, name: str) -> bytes:
+    """The bytes of the file at ``path`` (a resolved path: it has no symbolic link in it), opened one
+    component at a time without following any link, and without blocking on a FIFO. A component that
+    became a link after the path was resolved (an agent's process racing the harness) is refused, so
+    the harness never reads outside the workspace; more than ``max_bytes`` is an error."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in path.parts[1:-1]:
+            try:
+                nxt = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
+            except OSError:
+                raise SubmissionError(f"{name}: no such file (or a folder on its path is a link)") from None
+            os.close(fd)
+            fd = nxt
+        try:
+            file_fd = os.open(path.name, flags | os.O_NONBLOCK, dir_fd=fd)
+        except FileNotFoundError:
+            raise SubmissionError(f"{name}: no such file") from None
+        except OSError:
+            raise SubmissionError(f"{name}: cannot be opened (a symbolic link? copy the file in)") from None
+    finally:
+        os.close(fd)
+    try:
+        st = os.fstat(file_fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SubmissionError(f"{name}: not a regular file")
+        if st.st_size == 0:
+            raise SubmissionError(f"{name}: the file is empty")
+        if st.st_size > max_bytes:
+            raise SubmissionError(
+                f"{name}: the file is {st.st_size / 1e6:.1f} MB; submissions are limited to "
+                f"{max_bytes / 1e6:.0f} MB (submit ids, not images)"
+            )
+        chunks, left = [], max_bytes + 1
+        while left > 0 and (chunk := os.read(file_fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    finally:
+        os.close(file_fd)
+    if len(data) > max_bytes:  # it grew while it was read
+        raise SubmissionError(f"{name}: the file is over {max_bytes / 1e6:.0f} MB (submit ids, not images)")
+    if not data:
         raise SubmissionError(f"{name}: the file is empty")
-    if size > rules.max_file_bytes:
-        raise SubmissionError(
-            f"{name}: the file is {size / 1e6:.1f} MB; submissions are limited to "
-            f"{rules.max_file_bytes / 1e6:.0f} MB (submit ids, not images)"
-        )
+    return data
+
+
+def parse_submission(path: Path, rules: SubmissionRules, pool: PoolIndex, *, shown_as: str = "") -> Selection:
+    """Read ``path`` (resolved, inside the workspace) and return the validated selection, or raise
+    :class:`SubmissionError`. The file is read once, through :func:`read_without_links`."""
+    name = shown_as or path.name
+    raw = read_without_links(path, rules.max_file_bytes, name)
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in rules.formats:
         raise SubmissionError(
@@ -113,9 +154,8 @@ def parse_submission(path: Path, rules: SubmissionRules, pool: PoolIndex, *, sho
             + ", ".join(f".{f}" for f in rules.formats)
         )
     if suffix == "npy":
-        entries = _read_npy(path, name)
+        entries = _read_npy(io.BytesIO(raw), name)
     else:
-        raw = path.read_bytes()
         if b"\0" in raw[:65536]:
             raise SubmissionError(f"{name}: the file is binary, not text; write JSONL or one id per line")
         try:
@@ -211,7 +251,7 @@ def _read_json(text: str, name: str) -> list[Entry]:
     return [_entry_from_obj(n, obj) for n, obj in enumerate(data, 1)]
 
 
-def _read_npy(path: Path, name: str) -> list[Entry]:
+def _read_npy(path: Path | io.BytesIO, name: str) -> list[Entry]:
     import numpy as np
 
     try:

@@ -287,3 +287,27 @@ def test_a_world_secret_also_decides_miniclips_evaluation_sets_and_noise_labels(
 
     assert world("a", "k1") == world("a2", "k1")
     assert world("a", "k1") != world("p", None) and world("a", "k1") != world("b", "k2")
+
+
+def test_a_submission_is_read_without_following_a_link_swapped_in_after_resolving(tmp_path):
+    """In native mode the agent's own processes run while the harness checks a submission: a file or a
+    folder of its path replaced by a link between resolving and reading must not make the harness read
+    the link's target (whose lines would come back in the refusal message)."""
+    from curbench_env.submission import read_without_links
+
+    secret = tmp_path / "outside"
+    secret.mkdir()
+    (secret / "s.txt").write_text("hidden-answer-key\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "d").symlink_to(secret)  # the folder was real when the path was resolved
+    (ws / "f.txt").symlink_to(secret / "s.txt")
+    os.mkfifo(ws / "pipe.txt")  # a FIFO must not block the harness
+    (ws / "ok.txt").write_text("id1\n")
+    for path in (ws / "d" / "s.txt", ws / "f.txt", ws / "pipe.txt", ws / "missing.txt"):
+        with pytest.raises(CurbenchError) as err:
+            read_without_links(path, 1 << 20, path.name)
+        assert "hidden-answer-key" not in str(err.value)
+    assert read_without_links(ws / "ok.txt", 1 << 20, "ok.txt") == b"id1\n"
+    with pytest.raises(CurbenchError, match="limited to"):
+        read_without_links(ws / "ok.txt", 2, "ok.txt")
