@@ -23,6 +23,7 @@ where the agent's commands run) and the provider key in the harness's environmen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -33,6 +34,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from pathlib import Path
@@ -41,8 +43,10 @@ from typing import IO, Any
 from curbench_env.agents.cli_agents import PROMPT_NATIVE, claude_usage, codex_usage
 
 from curbench_env.errors import CurbenchError
+from curbench_env.pipeline import curbench_home
 from curbench_env.session import EpisodeSession, ToolRefused
 from curbench_env.workspace.base import SANDBOX_UID, SANDBOX_WORKSPACE, Mount, hand_over
+from curbench_env.workspace.totals import workspace_bytes
 
 #: Where the desk and model sockets appear inside the sandbox, and the agent's home.
 SANDBOX_DESK = "/opt/curbench/desk"
@@ -55,9 +59,17 @@ PLACEHOLDER_KEY = "curbench-proxy-adds-the-key"
 _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
         "transfer-encoding", "upgrade", "host", "content-length"}
 _CREDENTIALS = {"x-api-key", "authorization", "api-key"}
-#: The provider endpoints the proxy forwards (the CLIs' model calls); anything else is refused, so an
-#: agent cannot spend the key on other APIs (files, batches, fine-tuning).
-ALLOWED_PATHS = ("/v1/messages", "/v1/models", "/v1/responses", "/v1/chat/completions", "/v1/complete")
+#: The provider calls the proxy forwards, by method (the CLIs' model calls); anything else is refused,
+#: so an agent cannot spend the key on other APIs (files, batches, fine-tuning, stored responses).
+ALLOWED = {"POST": ("/v1/messages", "/v1/messages/count_tokens", "/v1/responses", "/v1/chat/completions",
+                    "/v1/complete"),
+           "GET": ("/v1/models",)}
+#: Tools the provider runs on its side (web search and fetch, code execution, remote MCP servers): they
+#: would reach the internet from inside an isolated episode, so the proxy takes them out of a request.
+HOSTED_TOOL_TYPES = ("web_search", "web_fetch", "code_execution", "code_interpreter", "computer", "mcp",
+                     "file_search", "image_generation", "bash_", "text_editor_", "tool_search")
+#: The most a forwarded request body may hold (bytes).
+MAX_BODY_BYTES = 32 << 20
 #: What a desk request may be (bytes): a path and a note.
 MAX_DESK_REQUEST = 16_384
 
@@ -86,15 +98,40 @@ def key_headers(agent: str, environ: dict[str, str] | None = None) -> dict[str, 
                         "adds it to the CLI's requests")
 
 
-def model_endpoint(path: str) -> bool:
-    """Whether a request path is one of :data:`ALLOWED_PATHS` (or below one), with no dot segment,
-    encoded or not, that a server could resolve to another API."""
+def model_endpoint(path: str, method: str = "POST") -> bool:
+    """Whether ``method path`` is a model call (:data:`ALLOWED`; ``GET /v1/models/ID`` too), with no dot
+    segment, encoded or not, that a server could resolve to another API."""
     from urllib.parse import unquote
 
     decoded = unquote(path.split("?", 1)[0])
-    if not decoded.startswith("/") or "\\" in decoded or any(s in (".", "..") for s in decoded.split("/")):
+    if not decoded.startswith("/") or "\\" in decoded or any(s in (".", "..", ";") or ";" in s
+                                                               for s in decoded.split("/")):
         return False
-    return any(decoded == p or decoded.startswith(p + "/") for p in ALLOWED_PATHS)
+    allowed = ALLOWED.get(method, ())
+    return decoded in allowed or (method == "GET" and decoded.startswith("/v1/models/") and decoded.count("/") == 3)
+
+
+def without_hosted_tools(body: bytes) -> tuple[bytes, str | None]:
+    """The request body with provider-side tools and remote MCP servers taken out, or a refusal (a
+    background job, which would outlive the episode)."""
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        return body, None
+    if not isinstance(data, dict):
+        return body, None
+    if data.get("background"):
+        return body, "background responses are not allowed (they outlive the episode)"
+    changed = data.pop("mcp_servers", None) is not None
+    tools = data.get("tools")
+    if isinstance(tools, list):
+        kept = [t for t in tools if not (isinstance(t, dict) and str(t.get("type", "")).startswith(HOSTED_TOOL_TYPES))]
+        if len(kept) != len(tools):
+            data["tools"], changed = kept, True
+            if not kept:
+                data.pop("tools")
+                data.pop("tool_choice", None)
+    return (json.dumps(data).encode() if changed else body), None
 
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -108,7 +145,9 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         if path.exists() or path.is_symlink():
             path.unlink()
         super().__init__(str(path), handler)
-        os.chmod(path, 0o666)  # the sandbox's unprivileged uid connects to it
+        os.chmod(path, 0o600)
+        if os.geteuid() == 0:
+            os.chown(path, SANDBOX_UID, SANDBOX_UID)  # the sandbox's unprivileged uid connects to it
         self.thread = threading.Thread(target=self.serve_forever, name=f"curbench-{path.stem}", daemon=True)
         self.thread.start()
 
@@ -133,52 +172,91 @@ class ModelProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = 900  # a connection idle this long is dropped (a model reply can take minutes)
 
             def _forward(self) -> None:
-                body = self._body()
-                if not model_endpoint(self.path):
+                path = self.path.split("?", 1)[0]
+                if not model_endpoint(self.path, self.command):
                     outer.refused += 1
-                    self._error(403, f"curbench model proxy: {self.path.split('?', 1)[0]} is not a model endpoint "
-                                     f"(allowed: {', '.join(ALLOWED_PATHS)})")
+                    self.close_connection = True  # the body is not read: the connection ends here
+                    self._error(403, f"curbench model proxy: {self.command} {path} is not a model call")
+                    return
+                body = self._body()
+                if body is None:
+                    outer.refused += 1
+                    self.close_connection = True
+                    self._error(413, f"curbench model proxy: request bodies are limited to {MAX_BODY_BYTES} bytes")
+                    return
+                body, refusal = without_hosted_tools(body)
+                if refusal:
+                    outer.refused += 1
+                    self._error(403, f"curbench model proxy: {refusal}")
                     return
                 outer.requests += 1
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP | _CREDENTIALS}
                 headers.update(outer.credentials)
+                sent = False
                 try:
                     with client.stream(self.command, outer.upstream + self.path, headers=headers, content=body) as r:
                         self.send_response(r.status_code)
                         for k, v in r.headers.multi_items():
-                            if k.lower() not in _HOP:
+                            if k.lower() not in _HOP and "\n" not in v and "\r" not in v:
                                 self.send_header(k, v)
-                        self.send_header("Transfer-Encoding", "chunked")
+                        bodyless = r.status_code in (204, 304) or r.status_code < 200
+                        if not bodyless:
+                            self.send_header("Transfer-Encoding", "chunked")
                         self.end_headers()
+                        sent = True
+                        if bodyless:
+                            return
                         for chunk in r.iter_raw():
                             if chunk:
                                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                                 self.wfile.flush()
                         self.wfile.write(b"0\r\n\r\n")
                 except httpx.HTTPError as exc:
-                    self._error(502, f"curbench model proxy: {outer.upstream} unreachable ({exc})")
-                except (BrokenPipeError, ConnectionResetError):
+                    if sent:  # the status line is out: end the connection, the client sees a cut stream
+                        self.close_connection = True
+                    else:
+                        self._error(502, f"curbench model proxy: {outer.upstream} unreachable ({exc})")
+                except OSError:  # the CLI went away
                     self.close_connection = True
 
             def _error(self, status: int, message: str) -> None:
                 data = json.dumps({"type": "error", "error": {"type": "proxy_error", "message": message}}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    self.close_connection = True
 
-            def _body(self) -> bytes:
+            def _body(self) -> bytes | None:
+                """The request body, or None when it is (or claims to be) larger than MAX_BODY_BYTES."""
                 if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                    parts = []
-                    while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)) > 0:
+                    parts, total = [], 0
+                    while True:
+                        try:
+                            size = int(self.rfile.readline(64).split(b";")[0].strip() or b"0", 16)
+                        except ValueError:
+                            return None
+                        if size <= 0:
+                            break
+                        total += size
+                        if total > MAX_BODY_BYTES:
+                            return None
                         parts.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    self.rfile.readline()
+                        self.rfile.readline(64)
+                    self.rfile.readline(64)
                     return b"".join(parts)
-                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    return None
+                if length < 0 or length > MAX_BODY_BYTES:
+                    return None
                 return self.rfile.read(length) if length else b""
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward  # noqa: N815
@@ -225,8 +303,14 @@ class DeskServer:
         outer = self
 
         class Handler(socketserver.StreamRequestHandler):
+            timeout = 60  # a request is one short line; a connection that sends nothing is dropped
+
             def handle(self) -> None:
-                ok, text = outer.answer(self.rfile.readline(MAX_DESK_REQUEST))
+                try:
+                    raw = self.rfile.readline(MAX_DESK_REQUEST)
+                except OSError:  # timed out
+                    return
+                ok, text = outer.answer(raw)
                 try:
                     self.wfile.write(json.dumps({"ok": ok, "text": text}).encode())
                 except OSError:  # the agent stopped waiting; the step is recorded all the same
@@ -239,7 +323,7 @@ class DeskServer:
         try:
             request = json.loads(raw)
             tool = request["tool"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return False, "malformed request; use the `submit`, `status` and `finish` programs"
         try:
             if tool == "submit":
@@ -273,13 +357,37 @@ def _install_bin(bin_dir: Path, task_tools: Path | None) -> Path:
     return bin_dir
 
 
-def _cli_mounts(exe: str) -> list[Mount]:
-    """The CLI's installation, where the sandbox does not already show it (it sees /usr)."""
-    real = Path(os.path.realpath(exe))
-    if str(real).startswith("/usr/"):
-        return []
-    root = real.parent.parent  # e.g. ~/.local/share/claude/versions/X → its install folder
-    return [Mount(root, str(root))]
+def _install_root(real: Path) -> Path:
+    """The installation folder of a program: its npm package (the nearest folder above it with a
+    package.json), else the folder it is in."""
+    for parent in real.parents:
+        if (parent / "package.json").is_file():
+            return parent
+        if parent.name == "node_modules":
+            break
+    return real.parent
+
+
+def _cli_mounts(exe: str, protected: list[Path]) -> list[Mount]:
+    """Read-only mounts for the CLI and its ``node`` where the sandbox does not already show them (it
+    sees /usr); refused when such a folder would also show ``protected`` places (the home, the worlds,
+    the run directory)."""
+    mounts: list[Mount] = []
+    for prog in dict.fromkeys([exe, shutil.which("node")]):
+        if prog is None:
+            continue
+        real = Path(os.path.realpath(prog))
+        if real.parts[1:2] in (("usr",), ("bin",), ("lib",)):
+            continue
+        root = _install_root(real)
+        shown = [p for p in protected if p == root or root in p.parents]
+        if root == Path("/") or shown:
+            raise CurbenchError(f"{prog} is installed in {root}, and mounting that in the sandbox would show "
+                                f"{shown[0] if shown else '/'} to the agent: install the CLI where it is alone "
+                                "(npm install -g with the system node puts it under /usr)")
+        if not any(m.host == root for m in mounts):
+            mounts.append(Mount(root, str(root)))
+    return mounts
 
 
 def cli_argv(agent: str, exe: str, model: str | None, prompt: str) -> list[str]:
@@ -333,20 +441,38 @@ class NativeSandbox:
         self.extra_mounts: list[Mount] = []
 
     def __enter__(self) -> NativeSandbox:
-        self.scratch = Path(tempfile.mkdtemp(prefix="curbench-native-"))
-        desk_dir, self.home = self.scratch / "desk", self.scratch / "home"
-        desk_dir.mkdir()
-        self.home.mkdir()
-        os.chmod(self.scratch, 0o755)
-        os.chmod(desk_dir, 0o755)
-        self.desk = DeskServer(desk_dir / "desk.sock", self.session)
-        self.proxy = ModelProxy(desk_dir / "model.sock", self.upstream, self.credentials)
-        self.bin_dir = _install_bin(self.scratch / "bin", self.session.env.unwrapped.task.tools_dir())
-        self.env = _agent_home(self.home, self.agent, self.workspace.environment()["PATH"], self.model)
-        if os.geteuid() == 0:
-            hand_over(self.home, SANDBOX_UID)
-        self.mounts = [Mount(desk_dir, SANDBOX_DESK), Mount(self.home, SANDBOX_HOME, read_only=False)]
+        self._stack = contextlib.ExitStack()
+        try:
+            self.scratch = Path(tempfile.mkdtemp(prefix="curbench-native-"))
+            self._stack.callback(shutil.rmtree, self.scratch, ignore_errors=True)
+            desk_dir, self.home = self.scratch / "desk", self.scratch / "home"
+            desk_dir.mkdir(mode=0o700)
+            self.home.mkdir(mode=0o700)
+            os.chmod(self.scratch, 0o755)
+            self.desk = DeskServer(desk_dir / "desk.sock", self.session)
+            self._stack.callback(self.desk.close)
+            self.proxy = ModelProxy(desk_dir / "model.sock", self.upstream, self.credentials)
+            self._stack.callback(self.proxy.close)
+            self.bin_dir = _install_bin(self.scratch / "bin", self.session.env.unwrapped.task.tools_dir())
+            self.env = _agent_home(self.home, self.agent, self.workspace.environment()["PATH"], self.model)
+            if os.geteuid() == 0:  # the sandbox's uid, and no other user of this machine, reaches the sockets
+                hand_over(self.home, SANDBOX_UID)
+                hand_over(desk_dir, SANDBOX_UID)
+            self.mounts = [Mount(desk_dir, SANDBOX_DESK), Mount(self.home, SANDBOX_HOME, read_only=False)]
+        except BaseException:
+            self._stack.close()
+            raise
         return self
+
+    def over_quota(self) -> str | None:
+        """Why the agent must be stopped for its disk use (the workspace or its home past the
+        workspace quota), or None. The step shell checks the quota per command; a native agent's
+        commands are its own, so the supervisor checks between them."""
+        quota = self.workspace.spec.limits.workspace_bytes
+        for where, folder in (("workspace", self.workspace.spec.host_dir), ("agent's home", self.home)):
+            if workspace_bytes(folder, quota) > quota:
+                return f"the {where} passed the disk quota of {quota / 1e9:.2f} GB"
+        return None
 
     def spawn(self, argv: list[str], *, stdout: IO[bytes] | int | None = None,
               stderr: IO[bytes] | int | None = None) -> subprocess.Popen:
@@ -359,9 +485,7 @@ class NativeSandbox:
                                     env=self.env, stdout=stdout, stderr=stderr)
 
     def __exit__(self, *exc: object) -> None:
-        self.desk.close()
-        self.proxy.close()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        self._stack.close()
 
 
 def run_native(agent: str, session: EpisodeSession, run_dir: Path, *, model: str | None = None,
@@ -378,33 +502,42 @@ def run_native(agent: str, session: EpisodeSession, run_dir: Path, *, model: str
     transcript.parent.mkdir(parents=True, exist_ok=True)
     proc: subprocess.Popen | None = None
     sandbox = NativeSandbox(agent, session, model=model, base_url=base_url, credentials=key_headers(agent, environ))
-    sandbox.extra_mounts = _cli_mounts(exe)
+    sandbox.extra_mounts = _cli_mounts(exe, [Path.home().resolve(), curbench_home().resolve(), run_dir.resolve()])
+    stopped: list[str] = []
     with sandbox, open(transcript, "wb") as out, open(transcript.with_suffix(".stderr.log"), "wb") as err:
         try:
             proc = sandbox.spawn(cli_argv(agent, exe, model, PROMPT_NATIVE + "\n\n" + session.brief), stdout=out,
                                  stderr=err)
-            code = _supervise(proc, session, t0 + wall_clock_s, grace_s)
+            code = _supervise(proc, session, t0 + wall_clock_s, grace_s, sandbox.over_quota, stopped)
         finally:
             if proc is not None and proc.poll() is None:
                 _kill(proc)
     usage = claude_usage(transcript) if agent == "claude-code" else codex_usage(transcript)
     usage.update({"agent": agent, "mode": "native", "model": model, "exit_code": code,
                   "model_requests": sandbox.proxy.requests, "refused_requests": sandbox.proxy.refused,
+                  "stopped": stopped[0] if stopped else None,
                   "elapsed_s": round(time.monotonic() - t0, 1)})
     if (run_dir / "config.json").exists():
         (run_dir / "usage.json").write_text(json.dumps(usage, indent=2))
     return usage
 
 
-def _supervise(proc: subprocess.Popen, session: EpisodeSession, deadline: float, grace_s: float) -> int:
-    """Wait for the CLI; stop it ``grace_s`` after the episode ends, or at ``deadline``. Its exit code
+def _supervise(proc: subprocess.Popen, session: EpisodeSession, deadline: float, grace_s: float,
+               over_quota: Callable[[], str | None], stopped: list[str]) -> int:
+    """Wait for the CLI; stop it ``grace_s`` after the episode ends, at ``deadline``, or when its disk
+    use passes the quota (checked every few seconds; the reason goes into ``stopped``). Its exit code
     (-9 when stopped)."""
     ended_at: float | None = None
+    checked = 0.0
     while proc.poll() is None:
         now = time.monotonic()
         if session.ended and ended_at is None:
             ended_at = now
-        if now >= deadline or (ended_at is not None and now - ended_at >= grace_s):
+        reason = None
+        if now - checked >= 5.0:
+            checked, reason = now, over_quota()
+        if reason or now >= deadline or (ended_at is not None and now - ended_at >= grace_s):
+            stopped.append(reason or ("the wall clock" if now >= deadline else "the episode ended"))
             _kill(proc)
             return -9
         time.sleep(0.5)

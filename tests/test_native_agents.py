@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -26,14 +27,27 @@ TINY_PICK = ("python3 -c \"import json,os; rs=[json.loads(l) for l in open(os.en
              "and r['id']!='leak01'][:6]))\"")
 
 
-def test_only_model_endpoints_pass_the_proxy():
-    from curbench_env.agents.native import model_endpoint
+def test_only_model_calls_pass_the_proxy_and_hosted_tools_are_taken_out():
+    from curbench_env.agents.native import model_endpoint, without_hosted_tools
 
-    assert all(map(model_endpoint, ["/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens",
-                                    "/v1/responses", "/v1/chat/completions", "/v1/models/claude-x"]))
-    assert not any(map(model_endpoint, ["/v1/files", "/v1/messages/../files", "/v1/messages/%2e%2e/files",
-                                        "/v1/messages/%2E%2E/batches", "/v1/messagesX", "http://evil/v1/messages",
-                                        "/v1/messages/./x", "/v1/models\\..\\files", ""]))
+    assert all(model_endpoint(p) for p in ["/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens",
+                                           "/v1/responses", "/v1/chat/completions"])
+    assert model_endpoint("/v1/models", "GET") and model_endpoint("/v1/models/claude-x", "GET")
+    assert not any(model_endpoint(p) for p in [
+        "/v1/files", "/v1/messages/../files", "/v1/messages/%2e%2e/files", "/v1/messages/%2E%2E/batches",
+        "/v1/messages/batches", "/v1/messagesX", "http://evil/v1/messages", "/v1/messages/./x",
+        "/v1/models\\..\\files", "/v1/messages/..;/files", "/v1/responses/resp_1", ""])
+    assert not model_endpoint("/v1/models/ft:abc", "DELETE") and not model_endpoint("/v1/chat/completions", "GET")
+    assert not model_endpoint("/v1/messages", "GET") and not model_endpoint("/v1/models/a/b", "GET")
+    body = json.dumps({"model": "m", "tools": [{"name": "Bash", "input_schema": {}},
+                                              {"type": "web_search_20250305", "name": "web_search"}],
+                       "mcp_servers": [{"url": "https://x"}]}).encode()
+    kept, refusal = without_hosted_tools(body)
+    assert refusal is None and json.loads(kept) == {"model": "m", "tools": [{"name": "Bash", "input_schema": {}}]}
+    only_hosted, _ = without_hosted_tools(json.dumps({"tools": [{"type": "web_search"}], "tool_choice": "auto"}).encode())
+    assert json.loads(only_hosted) == {}
+    assert without_hosted_tools(json.dumps({"background": True}).encode())[1]
+    assert without_hosted_tools(b"[1, 2]") == (b"[1, 2]", None)
 
 
 def test_the_model_proxy_swaps_the_key_and_refuses_other_apis(tmp_path):
@@ -48,13 +62,22 @@ def test_the_model_proxy_swaps_the_key_and_refuses_other_apis(tmp_path):
             body = {"model": "m", "stream": True, "messages": [], "tools": [{"name": "Bash"}]}
             streamed = client.post("http://sandbox/v1/messages", json=body, headers={"x-api-key": "placeholder"})
             files = client.get("http://sandbox/v1/files", headers={"x-api-key": "placeholder"})
+        answers = []
+        for head in (b"POST /v1/messages HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
+                     b"POST /v1/messages HTTP/1.1\r\nContent-Length: -1\r\n\r\n"):
+            with socket.socket(socket.AF_UNIX) as raw:  # a body the proxy must not try to read
+                raw.settimeout(10)
+                raw.connect(str(tmp_path / "model.sock"))
+                raw.sendall(head)
+                answers.append(raw.recv(4096).decode())
     finally:
         proxy.close()
         upstream.close()
     assert streamed.status_code == 200 and "hello from upstream" in streamed.text and "message_stop" in streamed.text
     assert [r["headers"].get("x-api-key") for r in model.requests] == [REAL_KEY]  # never the placeholder
-    assert files.status_code == 403 and "not a model endpoint" in files.json()["error"]["message"]
-    assert proxy.requests == 1 and proxy.refused == 1
+    assert files.status_code == 403 and "not a model call" in files.json()["error"]["message"]
+    assert all(a.startswith("HTTP/1.1 413") for a in answers), answers
+    assert proxy.requests == 1 and proxy.refused == 3 and len(model.requests) == 1
 
 
 @needs_bwrap
@@ -161,3 +184,25 @@ def test_a_cli_agent_runs_an_episode_inside_the_sandbox(agent, binary, tool, tin
     resume = subprocess.run([sys.executable, "-m", "curbench_env.cli", "resume", str(run_dir)], capture_output=True,
                             text=True, timeout=120, env=env)
     assert resume.returncode != 0 and "conversation cannot be resumed" in resume.stdout + resume.stderr
+
+
+def test_a_cli_installed_beside_protected_places_is_not_mounted(tmp_path):
+    """Mounting the CLI's installation must not show the home, the worlds or the run directory."""
+    from curbench_env.agents.native import _cli_mounts
+
+    from curbench_env.errors import CurbenchError
+
+    home = tmp_path / "home"
+    (home / "bin").mkdir(parents=True)
+    loose = home / "codex"  # a bare binary in the home: its folder is the whole home
+    loose.write_text("#!/bin/sh\n")
+    with pytest.raises(CurbenchError, match="would show"):
+        _cli_mounts(str(loose), [home])
+    (home / "bin" / "codex").write_text("#!/bin/sh\n")  # in a folder of its own: only that folder
+    assert [m.host for m in _cli_mounts(str(home / "bin" / "codex"), [home])] == [home / "bin"]
+    package = tmp_path / "opt" / "lib" / "node_modules" / "@openai" / "codex"
+    (package / "bin").mkdir(parents=True)
+    (package / "package.json").write_text("{}")
+    (package / "bin" / "codex.js").write_text("")
+    mounts = _cli_mounts(str(package / "bin" / "codex.js"), [home])
+    assert package in [m.host for m in mounts] and all(m.read_only for m in mounts)

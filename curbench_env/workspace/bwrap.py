@@ -137,17 +137,16 @@ class BwrapWorkspace(ShellWorkspace):
               env: Mapping[str, str] | None = None, stdout: IO[bytes] | int | None = None,
               stderr: IO[bytes] | int | None = None) -> subprocess.Popen:
         """Start ``command`` in a second sandbox over this workspace (see :meth:`sandbox_argv`), in its own
-        process group: native-mode agents run here. The per-process limits apply except the address-space
-        cap (JavaScript runtimes reserve more than they use); the sandbox's cgroup totals, where there is
-        one, count it with the shell's commands."""
+        process group: native-mode agents run here. The shell's per-process limits apply (Claude Code and
+        Codex run under the 8 GB address-space cap), and the sandbox's cgroup totals, where there is one,
+        count it with the shell's commands."""
         fd = filter_fd()
         try:
             return subprocess.Popen(
                 self.sandbox_argv(command, bin_dir=bin_dir, mounts=mounts, env=env, seccomp_fd=fd),
                 env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                 start_new_session=True, pass_fds=(fd,) if fd is not None else (),
-                preexec_fn=rlimit_setter(self.spec.limits, with_nproc=not self._as_root, cgroup=self.cgroup,
-                                         address_space=False))
+                preexec_fn=rlimit_setter(self.spec.limits, with_nproc=not self._as_root, cgroup=self.cgroup))
         finally:
             if fd is not None:
                 os.close(fd)

@@ -13,12 +13,12 @@ from curbench_env.workspace.shell import PersistentShell
 from curbench_env.workspace.totals import SandboxCgroup, note_quota, quota_watch, sandbox_cgroup
 
 
-def rlimit_setter(limits: SandboxLimits, *, with_nproc: bool, cgroup: SandboxCgroup | None = None,
-                  address_space: bool = True) -> Callable[[], None]:
+def rlimit_setter(limits: SandboxLimits, *, with_nproc: bool,
+                  cgroup: SandboxCgroup | None = None) -> Callable[[], None]:
     """A ``preexec_fn`` that lowers the resource limits of the shell and all it starts, and moves
     it into the sandbox's cgroup (totals for everything it starts) where there is one."""
     wanted = [
-        *([(resource.RLIMIT_AS, limits.memory_bytes)] if address_space else []),
+        (resource.RLIMIT_AS, limits.memory_bytes),
         (resource.RLIMIT_FSIZE, limits.file_size_bytes),
         (resource.RLIMIT_NOFILE, limits.open_files),
         (resource.RLIMIT_CORE, 0),
