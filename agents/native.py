@@ -66,8 +66,8 @@ ALLOWED = {"POST": ("/v1/messages", "/v1/messages/count_tokens", "/v1/responses"
            "GET": ("/v1/models",)}
 #: Tools the provider runs on its side (web search and fetch, code execution, remote MCP servers): they
 #: would reach the internet from inside an isolated episode, so the proxy takes them out of a request.
-HOSTED_TOOL_TYPES = ("web_search", "web_fetch", "code_execution", "code_interpreter", "computer", "mcp",
-                     "file_search", "image_generation", "bash_", "text_editor_", "tool_search")
+HOSTED_TOOL_TYPES = ("web_search", "web_fetch", "code_execution", "code_interpreter", "mcp", "file_search",
+                     "image_generation", "local_shell")
 #: The most a forwarded request body may hold (bytes).
 MAX_BODY_BYTES = 32 << 20
 #: What a desk request may be (bytes): a path and a note.
@@ -116,7 +116,7 @@ def without_hosted_tools(body: bytes) -> tuple[bytes, str | None]:
     background job, which would outlive the episode)."""
     try:
         data = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return body, None
     if not isinstance(data, dict):
         return body, None
