@@ -67,7 +67,7 @@ ALLOWED = {"POST": ("/v1/messages", "/v1/messages/count_tokens", "/v1/responses"
 #: Tools the provider runs on its side (web search and fetch, code execution, remote MCP servers): they
 #: would reach the internet from inside an isolated episode, so the proxy takes them out of a request.
 HOSTED_TOOL_TYPES = ("web_search", "web_fetch", "code_execution", "code_interpreter", "mcp", "file_search",
-                     "image_generation", "local_shell")
+                     "image_generation")
 #: The most a forwarded request body may hold (bytes).
 MAX_BODY_BYTES = 32 << 20
 #: What a desk request may be (bytes): a path and a note.
