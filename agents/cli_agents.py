@@ -207,10 +207,10 @@ LAUNCHERS = {"claude-code": run_claude_code, "codex": run_codex}
 
 
 def split_native(spec: str) -> tuple[str, bool]:
-    """``"codex:MODEL --native"`` → (``"codex:MODEL"``, True): how a sweep spec (or ``--agent``) asks for
-    native mode; any other spec comes back unchanged with False."""
-    head, sep, _ = spec.rstrip().rpartition(" --native")
-    return (head.rstrip(), True) if sep and not spec.rstrip()[len(head) + len(sep):] else (spec, False)
+    """``"codex:MODEL --native"`` → (``"codex:MODEL"``, True): how a sweep spec, ``--agent`` and the run
+    directory's ``agent`` say native mode; any other spec comes back unchanged with False."""
+    trimmed = spec.rstrip()
+    return (trimmed.removesuffix(" --native").rstrip(), True) if trimmed.endswith(" --native") else (spec, False)
 
 
 def is_cli_agent(spec: str) -> bool:

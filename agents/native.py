@@ -73,11 +73,8 @@ MAX_BODY_BYTES = 32 << 20
 #: What a desk request may be (bytes): a path and a note.
 MAX_DESK_REQUEST = 16_384
 
-PROVIDERS = {
-    # name: (default upstream, the harness's key variables; see key_headers)
-    "claude-code": ("https://api.anthropic.com", ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")),
-    "codex": ("https://api.openai.com", ("OPENAI_API_KEY",)),
-}
+#: The CLIs native mode runs, with their provider's default endpoint (the keys: :func:`key_headers`).
+PROVIDERS = {"claude-code": "https://api.anthropic.com", "codex": "https://api.openai.com"}
 
 
 def key_headers(agent: str, environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -145,9 +142,7 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         if path.exists() or path.is_symlink():
             path.unlink()
         super().__init__(str(path), handler)
-        os.chmod(path, 0o600)
-        if os.geteuid() == 0:
-            os.chown(path, SANDBOX_UID, SANDBOX_UID)  # the sandbox's unprivileged uid connects to it
+        os.chmod(path, 0o600)  # its folder is handed to the sandbox's uid (NativeSandbox)
         self.thread = threading.Thread(target=self.serve_forever, name=f"curbench-{path.stem}", daemon=True)
         self.thread.start()
 
@@ -344,16 +339,15 @@ class DeskServer:
 
 
 def _install_bin(bin_dir: Path, task_tools: Path | None) -> Path:
-    """The sandbox's PATH folder for the agent: the task's tools, the desk commands, the model bridge."""
+    """The sandbox's PATH folder for the agent: the task's tools, the model bridge, and the desk client
+    under the names of the three commands it serves."""
     from curbench_env.workspace.tools import install_tools
 
-    install_tools(bin_dir, task_tools, programs=())
+    install_tools(bin_dir, task_tools, programs=("model-bridge",))
     desk = (resources.files("curbench_env.sandbox_bin") / "desk").read_bytes()
     for name in ("submit", "status", "finish"):
         (bin_dir / name).write_bytes(desk)
         (bin_dir / name).chmod(0o755)
-    (bin_dir / "model-bridge").write_bytes((resources.files("curbench_env.sandbox_bin") / "model-bridge").read_bytes())
-    (bin_dir / "model-bridge").chmod(0o755)
     return bin_dir
 
 
@@ -436,7 +430,7 @@ class NativeSandbox:
             raise CurbenchError("native mode needs the bwrap backend (the CLI runs where the agent's commands run); "
                                 f"this episode uses {getattr(workspace, 'name', 'no workspace')!r}")
         self.agent, self.session, self.workspace, self.model = agent, session, workspace, model
-        self.upstream = base_url or PROVIDERS[agent][0]
+        self.upstream = base_url or PROVIDERS[agent]
         self.credentials = credentials
         self.extra_mounts: list[Mount] = []
 

@@ -203,10 +203,10 @@ def resume(
     from curbench_env.trajectory import RunDirectory
 
     cfg = RunConfig.from_dict(RunDirectory.existing(run_dir).config)
-    if agent is None and cfg.agent and is_cli_agent(cfg.agent.removesuffix(" (native)")):
+    if agent is None and cfg.agent and is_cli_agent(cfg.agent):
         raise CurbenchError(f"{run_dir} was driven by {cfg.agent}: a coding-agent CLI's conversation cannot be "
                             "resumed. Continue the episode with another agent (`curbench resume "
-                            f"{run_dir} --agent curator`), or start a new run with {cfg.agent.split(':')[0]}")
+                            f"{run_dir} --agent curator`), or start a new run with `--agent {cfg.agent}`")
     agent = agent or cfg.agent or "curator"
     policy = load_policy(agent, seed=cfg.seed)
     env = resume_env(run_dir, backend=backend)

@@ -62,7 +62,7 @@ def run_native_agent(env: str, agent: str, seed: int, backend: str, run_dir: Pat
         raise CurbenchError(f"--native needs the bwrap backend (the CLI runs where the agent's commands run), "
                             f"not {backend!r}")
     e = _make_env(env, "bwrap", run_dir, iterations, scaffolds, task_options)
-    session = EpisodeSession(e, seed=seed, agent=f"{agent} (native)")
+    session = EpisodeSession(e, seed=seed, agent=f"{agent} --native")
     try:
         with console.status(f"preparing {env} (first use builds the world) ..."):
             session.start()

@@ -121,8 +121,6 @@ def read_without_links(path: Path, max_bytes: int, name: str) -> bytes:
         st = os.fstat(file_fd)
         if not stat.S_ISREG(st.st_mode):
             raise SubmissionError(f"{name}: not a regular file")
-        if st.st_size == 0:
-            raise SubmissionError(f"{name}: the file is empty")
         if st.st_size > max_bytes:
             raise SubmissionError(
                 f"{name}: the file is {st.st_size / 1e6:.1f} MB; submissions are limited to "
