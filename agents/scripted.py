@@ -175,11 +175,13 @@ class SinglePolicyAgent(ScriptedAgent):
 class RewriteNoisyAgent(ScriptedAgent):
     """The rewriting baseline: submits a selection, then the same selection with its loss-noisy examples
     (and, with ``free_form``, its conversation-style ones, asked into the short-answer format) rewritten by
-    the task's `rewrite` tool (two iterations, same training seed)."""
+    the task's `rewrite` tool (two iterations, same training seed). The default selection is plain
+    EL2N top-loss: its high-loss top is where the noise is, which the rewriter fixes instead of the p95
+    filter dropping it."""
 
     name = "rewrite_noisy"
 
-    def __init__(self, policy: str = "source_balanced", seed: int = 0, extra: str = "", noise_pct: float = 70.0,
+    def __init__(self, policy: str = "top_loss", seed: int = 0, extra: str = "", noise_pct: float = 70.0,
                  free_form: bool = True) -> None:
         super().__init__(seed)
         self.policy, self.extra, self.noise_pct, self.free_form = policy, extra, noise_pct, free_form
@@ -245,8 +247,8 @@ class CuratorAgent(ScriptedAgent):
             self.submit_command("quality_mix"),
             self.submit_command("benchmark_formats"),
             self.submit_command("benchmark_formats", "--noise-pct 60", "_p60"),
-            # With a rewriting tool: fix the loss-noisy examples of a filtered selection instead of dropping them.
-            *(self.rewrite_commands("format_filter") if self.rewrite_budget else []),
+            # With a rewriting tool: keep top-loss's noisy top and have it fixed instead of filtering it out.
+            *(self.rewrite_commands("top_loss") if self.rewrite_budget else []),
             "done",
         ]
 

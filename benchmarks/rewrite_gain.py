@@ -2,7 +2,7 @@
 examples rewritten by the simulated MLLM (`rewrite` tool) against the same selection without
 rewriting, over training seeds; the full-pool score is the ceiling. Each seed is one episode of the
 scripted RewriteNoisyAgent (iteration 1: the selection; iteration 2: the same ids, rewritten).
-Run by hand: `python benchmarks/rewrite_gain.py [--preset default] [--seeds 3] [--policy format_filter]
+Run by hand: `python benchmarks/rewrite_gain.py [--preset default] [--seeds 3] [--policy top_loss]
 [--full]` (about 2 submissions of ~40 s per seed on 2 cores; --full adds a ~950 s full-pool fine-tune per seed)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="default")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--policy", default="source_balanced")
+    ap.add_argument("--policy", default="top_loss")
     ap.add_argument("--extra", default="", help="extra arguments of the selection script")
     ap.add_argument("--noise-pct", type=float, default=70.0)
     ap.add_argument("--full", action="store_true", help="also fine-tune on the full pool (slow)")

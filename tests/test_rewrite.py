@@ -255,6 +255,31 @@ def test_minivqa_rewrite_id_runs_the_tiny_preset(tiny_world, tmp_path):
         env.close()
 
 
+def test_the_rewriting_baseline_plays_the_tiny_preset(tiny_world, tmp_path):
+    """RewriteNoisyAgent: a top-loss selection, then the same ids with their loss-noisy and off-format examples
+    rewritten by the simulated MLLM, both scored (the README's rewriting table is this, on the default world)."""
+    import gymnasium as gym
+    from curbench_env.agents.scripted import RewriteNoisyAgent
+
+    from curbench_env.registry import task_kwargs_for
+    from curbench_env.runner import run_episode
+    from curbench_env.trajectory import RunDirectory
+
+    env = gym.make("Curation-MiniVQA-Rewrite-v0", task_kwargs=task_kwargs_for("Curation-MiniVQA-Rewrite-v0",
+                   {"preset": "tiny"}), backend="local", workspace_kwargs={"warn": False}, run_root=tmp_path,
+                   iteration_budget=3, disable_env_checker=True)
+    try:
+        summary = run_episode(env, RewriteNoisyAgent(), seed=0, progress=False)
+    finally:
+        env.close()
+    run = RunDirectory.existing(Path(summary["run_dir"]))
+    first, second = run.iterations()
+    assert first["rewrites"] == 0 and 0 < second["rewrites"] <= 400
+    assert "top-loss" in first["note"] and "rewritten by the MLLM tool" in second["note"]
+    same = [(run.iteration_dir(k) / "selection.txt").read_text() for k in (1, 2)]
+    assert same[0] == same[1] and first["content_hash"] != second["content_hash"]
+
+
 def test_llava_rewrite_id_without_a_rewriter_fails_at_reset_saying_so(tmp_path, monkeypatch):
     import gymnasium as gym
 
