@@ -129,9 +129,10 @@ def setup(env: Annotated[str, typer.Argument(help="Env id to prepare.")] = "Cura
         else:
             for name, same in report.items():
                 console.print(f"  {name}: {'[green]identical to the shipped file' if same else '[red]differs'}[/]")
-            console.print("the rebuilt base model is byte-identical to the shipped one" if all(report.values()) else
-                          "the rebuilt base model differs from the shipped one (another torch build or CPU kind "
-                          "computes stage-1 differently); it is installed for this world")
+            what = "base model and loss signal" if "signals/loss.npy" in report else "base model"
+            console.print(f"the rebuilt {what}: byte-identical to the shipped files" if all(report.values()) else
+                          f"the rebuilt {what}: not identical to the shipped files (another torch build or CPU kind "
+                          "computes them differently); what was rebuilt is installed for this world")
         return
     with console.status(f"preparing {env} ..."):
         task.prepare()

@@ -289,3 +289,56 @@ def test_a_damaged_shipped_base_model_is_refused_with_the_fix(tiny_world, tmp_pa
     monkeypatch.setenv("CURBENCH_HOME", str(tmp_path / "fresh-home"))
     with pytest.raises(RuntimeError, match="damaged.*model.safetensors.*--rebuild"):
         ensure_world(PRESETS["tiny"], log=lambda m: None)
+
+
+def _ship_loss(monkeypatch, world, folder):
+    """Make ``world``'s loss signal the one the package ships for its inputs (as it ships the default's)."""
+    import shutil
+
+    from curbench_env.envs.minivqa import shipped
+    from curbench_env.envs.minivqa.pipeline import MiniRecipe
+    from curbench_env.envs.minivqa.setup import loss_signal_key
+
+    key = loss_signal_key(world, MiniRecipe())
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(world / "pool" / "signals" / "loss.npy", folder / f"loss-{key[:16]}.npy")
+    monkeypatch.setattr(shipped, "SHIPPED_LOSS", {key: shipped.sha256_file(world / "pool" / "signals" / "loss.npy")})
+    monkeypatch.setattr(shipped, "signals_dir", lambda: folder)
+    return folder / f"loss-{key[:16]}.npy"
+
+
+def test_a_shipped_loss_signal_skips_the_proxy_fine_tunes(tiny_world, tmp_path, monkeypatch):
+    from curbench_env.envs.minivqa.setup import PRESETS, ensure_world
+
+    _ship(monkeypatch, tiny_world / "base_model", PRESETS["tiny"].base_fingerprint())
+    _ship_loss(monkeypatch, tiny_world, tmp_path / "signals")
+    monkeypatch.setenv("CURBENCH_HOME", str(tmp_path / "fresh-home"))
+    said: list[str] = []
+    root = ensure_world(PRESETS["tiny"], log=said.append)
+    assert any("shipped early-training loss" in m for m in said) and not any("proxy model" in m for m in said)
+    for name in ("loss.npy", "image_emb.npy", "n_tokens.npy"):  # the same signals as a world that computed them
+        assert (root / "pool" / "signals" / name).read_bytes() == (tiny_world / "pool" / "signals" / name).read_bytes()
+
+
+def test_a_damaged_shipped_loss_signal_is_refused(tiny_world, tmp_path, monkeypatch):
+    from curbench_env.envs.minivqa.setup import PRESETS, ensure_world
+
+    _ship(monkeypatch, tiny_world / "base_model", PRESETS["tiny"].base_fingerprint())
+    path = _ship_loss(monkeypatch, tiny_world, tmp_path / "signals")
+    path.write_bytes(path.read_bytes()[:-4] + b"\0\0\0\0")
+    monkeypatch.setenv("CURBENCH_HOME", str(tmp_path / "fresh-home"))
+    with pytest.raises(RuntimeError, match="loss signal.*damaged.*reinstall"):
+        ensure_world(PRESETS["tiny"], log=lambda m: None)
+
+
+def test_the_default_world_ships_its_loss_signal(tmp_path):
+    """The pool, pictures and base model the default world is built from still give the shipped signal's key
+    (a change to the world's code that moves it costs every fresh install the proxy fine-tunes)."""
+    from curbench_env.envs.minivqa import shipped
+    from curbench_env.envs.minivqa.pipeline import MiniRecipe
+    from curbench_env.envs.minivqa.setup import PRESETS, loss_signal_key
+
+    build_world(PRESETS["default"].world, tmp_path, None)
+    shipped.install(tmp_path / "base_model")
+    path = shipped.shipped_loss(loss_signal_key(tmp_path, MiniRecipe()))
+    assert path is not None and len(np.load(path)) == PRESETS["default"].world.pool_size

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from curbench_env.envs.minivqa import model as M
@@ -158,7 +159,8 @@ def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print
                        secret: str | None = None) -> dict[str, bool] | None:
     """Regenerate the world's base model from its seed (stage-1 alignment), install it, and return
     which pinned files match the shipped ones byte for byte (None when no model ships for the preset;
-    the log says whether it matches the model it replaced). Signals are recomputed when it changed."""
+    the log says whether it matches the model it replaced). Signals are recomputed when it changed; where
+    the world's loss signal ships, it is recomputed from the rebuilt model and compared too."""
     import shutil
 
     root = ensure_world(preset, log, secret)
@@ -176,8 +178,19 @@ def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print
             log("the rebuilt model is byte-identical to the one it replaces")
         else:
             log("the rebuilt model differs from the one it replaces: recomputing the pool signals")
-            compute_signals(root, preset.stage1.device, log)
-    return shipped.compare(root / "base_model") if preset.base_fingerprint() == shipped.SHIPPED_BASE else None
+        from curbench_env.envs.minivqa.pipeline import MiniRecipe
+
+        shipped_signal = shipped.SHIPPED_LOSS.get(loss_signal_key(root, MiniRecipe(device=preset.stage1.device)))
+        if shipped_signal:
+            log("recomputing the loss signal from the rebuilt model, to compare it with the shipped one")
+        if shipped_signal or not same:
+            compute_signals(root, preset.stage1.device, log, use_shipped=False)
+    if preset.base_fingerprint() != shipped.SHIPPED_BASE:
+        return None
+    report = shipped.compare(root / "base_model")
+    if shipped_signal:
+        report["signals/loss.npy"] = shipped.sha256_file(root / "pool" / "signals" / "loss.npy") == shipped_signal
+    return report
 
 
 #: The EL2N-style loss signal's proxy models: the base model fine-tuned with the task's recipe on a
@@ -186,11 +199,12 @@ def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print
 PROXY_SHARE = 0.05
 
 
-def compute_signals(root: Path, device: str = "cpu", log: Callable[[str], None] = print) -> None:
+def compute_signals(root: Path, device: str = "cpu", log: Callable[[str], None] = print,
+                    use_shipped: bool = True) -> bool:
     """Per-example signals for the workspace tools: the early-training loss (EL2N-style), the base
-    model's embeddings, lengths."""
+    model's embeddings, lengths. The loss is copied from the package where this world's ships
+    (``shipped.SHIPPED_LOSS``) unless ``use_shipped`` is False; returns whether it was."""
     import torch
-    from curbench_env.envs.llava_pipeline import example_losses, finetune_lora
     from curbench_env.envs.minivqa.pipeline import MiniRecipe, MiniVQAPipeline
 
     torch.set_num_threads(2)
@@ -199,19 +213,12 @@ def compute_signals(root: Path, device: str = "cpu", log: Callable[[str], None] 
     ids = list(p.records)
     examples = [p.encode(i) for i in ids]
     images = M.image_loader(p.images)
-    n = max(1, round(len(ids) * PROXY_SHARE))
-    drawn = np.random.default_rng(20_000).permutation(len(ids))
-    folds = [np.sort(drawn[:n]), np.sort(drawn[n:2 * n])]
-    proxies = []
-    for k, rows in enumerate(folds):
-        log(f"loss signal: proxy model {k + 1}/2 (the base model fine-tuned on {len(rows)} random pool examples)")
-        model = finetune_lora(p.model, [examples[r] for r in rows], images, p.recipe.lora, seed=k, pad_id=p.pad_id,
-                              log=lambda _m: None)
-        proxies.append(model.merge_and_unload())
-    log(f"loss signal: scoring {len(ids)} examples")
-    loss = example_losses(proxies[0], examples, images, pad_id=p.pad_id)
-    rows = folds[0].tolist()  # proxy 1 trained on these: proxy 2 scores them
-    loss[rows] = example_losses(proxies[1], [examples[r] for r in rows], images, pad_id=p.pad_id)
+    ready = shipped.shipped_loss(loss_signal_key(root, p.recipe)) if use_shipped else None
+    if ready is not None:
+        log("loss signal: the shipped early-training loss of this world (sha256 verified)")
+        loss = np.load(ready)
+    else:
+        loss = early_training_loss(p, examples, images, log)
     with torch.no_grad():
         img_emb = np.zeros((len(ids), p.cfg.vision_hidden), dtype=np.float32)
         rows = [(k, e.image) for k, e in enumerate(examples) if e.image is not None]
@@ -233,3 +240,30 @@ def compute_signals(root: Path, device: str = "cpu", log: Callable[[str], None] 
     np.save(sig / "image_emb.npy", img_emb)
     np.save(sig / "text_emb.npy", txt_emb)
     np.save(sig / "n_tokens.npy", np.array([len(e.input_ids) for e in examples], dtype=np.int32))
+    return ready is not None
+
+
+def loss_signal_key(root: Path, recipe: Any) -> str:
+    """``shipped.signal_key`` of a built world under the task's recipe."""
+    return shipped.signal_key(root, asdict(recipe.lora), PROXY_SHARE)
+
+
+def early_training_loss(p: Any, examples: list, images: Callable, log: Callable[[str], None]) -> np.ndarray:
+    """The EL2N-style loss of every pool example: two proxies (the base model fine-tuned with the task's
+    recipe on disjoint random shares of the pool), each example scored by a proxy that did not train on it."""
+    from curbench_env.envs.llava_pipeline import example_losses, finetune_lora
+
+    n = max(1, round(len(examples) * PROXY_SHARE))
+    drawn = np.random.default_rng(20_000).permutation(len(examples))
+    folds = [np.sort(drawn[:n]), np.sort(drawn[n:2 * n])]
+    proxies = []
+    for k, rows in enumerate(folds):
+        log(f"loss signal: proxy model {k + 1}/2 (the base model fine-tuned on {len(rows)} random pool examples)")
+        model = finetune_lora(p.model, [examples[r] for r in rows], images, p.recipe.lora, seed=k, pad_id=p.pad_id,
+                              log=lambda _m: None)
+        proxies.append(model.merge_and_unload())
+    log(f"loss signal: scoring {len(examples)} examples")
+    loss = example_losses(proxies[0], examples, images, pad_id=p.pad_id)
+    rows = folds[0].tolist()  # proxy 1 trained on these: proxy 2 scores them
+    loss[rows] = example_losses(proxies[1], [examples[r] for r in rows], images, pad_id=p.pad_id)
+    return loss

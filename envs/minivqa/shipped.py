@@ -10,6 +10,7 @@ files live inside the installed package, which no sandbox mounts. Their hashes a
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -26,6 +27,19 @@ SHIPPED_SHA256 = {
 }
 
 
+#: The default world's early-training loss signal (two proxy fine-tunes and a pass over the pool, about
+#: 100 s on 2 cores): by ``signal_key`` of what it is computed from, the sha256 of the shipped file. A
+#: world whose inputs match (the public reference world of the default preset) copies it; any other
+#: world (another seed, a secret, a preset, another recipe) computes its own.
+SHIPPED_LOSS = {
+    # Curation-MiniVQA-v0, world seed 0, no secret (world v6), MiniRecipe's LoRA recipe, PROXY_SHARE 0.05
+    "563145565e5e154db16d611604bc60d575e9f637bf2c5569a4a5e060c518b05b":
+        "6688fec7266270314342f451e1b2b8792b287741fc7b5034af8e4627f27aab9b",
+}
+#: Bumped when the loss signal's computation changes in a way its inputs below do not show.
+SIGNAL_VERSION = 1
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file."""
     h = hashlib.sha256()
@@ -38,6 +52,11 @@ def sha256_file(path: Path) -> str:
 def shipped_dir() -> Path:
     """Where the shipped files are in the installed package."""
     return Path(str(resources.files("curbench_env.envs.minivqa") / "base_model"))
+
+
+def signals_dir() -> Path:
+    """Where the shipped loss signals are in the installed package."""
+    return Path(str(resources.files("curbench_env.envs.minivqa") / "signals"))
 
 
 def ships(base_fingerprint: str) -> bool:
@@ -64,3 +83,26 @@ def install(target: Path) -> None:
         raise RuntimeError(f"the shipped MiniVQA base model is damaged ({', '.join(bad)} do not match their "
                            "sha256); reinstall curbench-env or run `curbench setup --rebuild Curation-MiniVQA-v0`")
     tmp.rename(target)
+
+
+def signal_key(root: Path, recipe: dict, proxy_share: float) -> str:
+    """What a world's loss signal is computed from: its pool (records, pictures), its base model, the
+    proxies' recipe and share of the pool."""
+    h = hashlib.sha256()
+    for rel in ("pool/pool.json", "pool/image_index.json", "pool/images.npy", "base_model/model.safetensors"):
+        h.update(sha256_file(root / rel).encode())
+    h.update(json.dumps({"recipe": recipe, "proxy_share": proxy_share, "version": SIGNAL_VERSION},
+                        sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def shipped_loss(key: str) -> Path | None:
+    """The shipped loss signal for a world with this ``signal_key``, verified; None when none ships."""
+    digest = SHIPPED_LOSS.get(key)
+    path = signals_dir() / f"loss-{key[:16]}.npy"
+    if not digest or not path.exists():
+        return None
+    if sha256_file(path) != digest:
+        raise RuntimeError(f"the shipped MiniVQA loss signal {path.name} is damaged (its sha256 does not match); "
+                           "reinstall curbench-env")
+    return path
