@@ -213,11 +213,94 @@ class RandomSearchAgent(ScriptedAgent):
         return self.setup_commands() + draws + ["done"]
 
 
+#: The curator's refinement knobs: per selection script, each option's values in order (a step moves to a
+#: neighbouring value). Scripts without knobs are refined by a fresh draw (``--seed``) where they draw.
+KNOBS: dict[str, dict[str, tuple[str, ...]]] = {
+    "quality_mix.py": {"--noise-pct": ("40", "50", "60", "70", "80", "90"), "--odd-pct": ("90", "95", "97", "99"),
+                       "--order": ("random", "loss")},
+    "top_loss.py": {"--noise-pct": ("80", "85", "90", "95", "97.5")},
+}
+#: Scripts whose selection depends on ``--seed``.
+DRAWS = ("random_subset.py", "quality_mix.py", "format_filter.py", "source_balanced.py")
+
+
 class CuratorAgent(ScriptedAgent):
-    """The default agent of `curbench run`: a 10-iteration session that looks around, then
-    tries one policy family per iteration and refines the best (no API key needed)."""
+    """The default agent of `curbench run`: a session that looks around, tries one policy family per
+    iteration (ten submissions), then, while iterations are left, refines the best configuration so far:
+    it moves one knob of it to a neighbouring value (noise-filter percentile, outlier cut, order), keeps
+    a move when it scores higher, and when every neighbour is tried, draws the best one afresh (no API
+    key needed)."""
 
     name = "curator"
+
+    def reset(self, obs: dict[str, Any], info: dict[str, Any]) -> None:
+        self.scored: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._configs: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
+        self._sent: str | None = None
+        self._draws = 0
+        super().reset(obs, info)
+
+    def submit_command(self, policy: str, extra: str = "", tag: str = "") -> str:
+        cmd = super().submit_command(policy, extra, tag)
+        words = shlex.split(extra)
+        knobs = tuple(sorted((w, words[k + 1] if k + 1 < len(words) and not words[k + 1].startswith("--") else "")
+                             for k, w in enumerate(words) if w.startswith("--")))
+        self._configs[cmd] = (policy, knobs)
+        return cmd
+
+    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
+        if self._plan is None:
+            self.reset(obs, info)
+        sub = info.get("submission") or {}
+        if self._sent in self._configs and sub.get("status") == "scored":
+            config = self._configs[self._sent]
+            self.scored[config] = max(self.scored.get(config, float("-inf")), float(sub["average"]))
+        cmd = super().act(obs, info)
+        if cmd == "done" and int(info.get("budget_left") or 0) > 0 and self.pool_kind != "image-caption":
+            cmd = self.refinement() or "done"
+        self._sent = cmd
+        return cmd
+
+    def refinement(self) -> str | None:
+        """The next configuration to try, from the best scored one down: a one-knob neighbour not tried yet (a
+        policy without knobs gets one fresh draw instead); when every neighbour is tried, a fresh draw of the
+        best one. None when nothing was scored (a resumed session)."""
+        if not self.scored:
+            return None
+        ranked = sorted(self.scored, key=lambda c: -self.scored[c])
+        tried = set(self._configs.values())
+        for policy, knobs in ranked:
+            script = POLICIES[policy].script
+            have = dict(knobs)
+            if script in DRAWS and not KNOBS.get(script) and "--seed" not in have:
+                self._draws += 1
+                return self._refine_command((policy, tuple(sorted({**have, "--seed": str(
+                    1000 + 100 * self.seed + self._draws)}.items()))))
+            for knob, values in KNOBS.get(script, {}).items():
+                if knob in POLICIES[policy].args:  # fixed by the policy (plain top-loss: no noise filter)
+                    continue
+                now = have.get(knob, _default_knob(policy, knob, values))
+                k = values.index(now) if now in values else len(values) // 2
+                for j in (k - 1, k + 1):
+                    if 0 <= j < len(values):
+                        moved = {**have, knob: values[j]}
+                        if values[j] == _default_knob(policy, knob, values):  # the same as not setting it
+                            del moved[knob]
+                        config = (policy, tuple(sorted(moved.items())))
+                        if config not in tried:
+                            return self._refine_command(config)
+        for policy, knobs in ranked:
+            if POLICIES[policy].script in DRAWS:
+                self._draws += 1
+                have = {**dict(knobs), "--seed": str(1000 + 100 * self.seed + self._draws)}
+                return self._refine_command((policy, tuple(sorted(have.items()))))
+        return None
+
+    def _refine_command(self, config: tuple[str, tuple[tuple[str, str], ...]]) -> str:
+        policy, knobs = config
+        extra = " ".join(f"{k} {v}".strip() for k, v in knobs)
+        tag = "_" + re.sub(r"[^A-Za-z0-9.]+", "_", extra.replace("--", "")).strip("_")
+        return self.submit_command(policy, extra, tag)  # a --seed in ``extra`` comes last: the draw's seed wins
 
     def plan(self) -> list[str]:
         if self.pool_kind == "image-caption":  # DataComp-style pools get DataComp's filters
@@ -251,6 +334,13 @@ class CuratorAgent(ScriptedAgent):
             *(self.rewrite_commands("top_loss") if self.rewrite_budget else []),
             "done",
         ]
+
+
+def _default_knob(policy: str, knob: str, values: tuple[str, ...]) -> str:
+    """A knob's value where the command does not set it: the script's default (top_loss_p95: 95)."""
+    defaults = {("top_loss.py", "--noise-pct"): "95", ("quality_mix.py", "--noise-pct"): "70",
+                ("quality_mix.py", "--odd-pct"): "97", ("quality_mix.py", "--order"): "random"}
+    return defaults.get((POLICIES[policy].script, knob), values[len(values) // 2])
 
 
 AGENTS = {"curator": CuratorAgent, "rewrite_noisy": RewriteNoisyAgent, "random_search": RandomSearchAgent}
