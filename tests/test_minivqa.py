@@ -342,3 +342,21 @@ def test_the_default_world_ships_its_loss_signal(tmp_path):
     shipped.install(tmp_path / "base_model")
     path = shipped.shipped_loss(loss_signal_key(tmp_path, MiniRecipe()))
     assert path is not None and len(np.load(path)) == PRESETS["default"].world.pool_size
+
+
+def test_setup_rebuild_compares_the_base_model_and_the_loss_signal_with_the_shipped_files(tiny_world, tmp_path,
+                                                                                         monkeypatch):
+    import shutil
+
+    from curbench_env.envs.minivqa.setup import PRESETS, rebuild_base_model
+
+    _ship(monkeypatch, tiny_world / "base_model", PRESETS["tiny"].base_fingerprint())
+    _ship_loss(monkeypatch, tiny_world, tmp_path / "signals")
+    home = tmp_path / "home"
+    shutil.copytree(tiny_world, home / "minivqa" / tiny_world.name)
+    monkeypatch.setenv("CURBENCH_HOME", str(home))
+    said: list[str] = []
+    report = rebuild_base_model(PRESETS["tiny"], log=said.append)
+    assert report == {"model.safetensors": True, "tokenizer.json": True, "minivqa_model.json": True,
+                      "signals/loss.npy": True}, said
+    assert any("recomputing the loss signal" in m for m in said) and any("proxy model 2/2" in m for m in said)
