@@ -214,13 +214,15 @@ class RandomSearchAgent(ScriptedAgent):
 
 
 #: The curator's refinement knobs: per selection script, each option's values in order (a step moves to a
-#: neighbouring value). Scripts without knobs are refined by a fresh draw (``--seed``) where they draw.
-KNOBS: dict[str, dict[str, tuple[str, ...]]] = {
-    "quality_mix.py": {"--noise-pct": ("40", "50", "60", "70", "80", "90"), "--odd-pct": ("90", "95", "97", "99"),
-                       "--order": ("random", "loss")},
-    "top_loss.py": {"--noise-pct": ("80", "85", "90", "95", "97.5")},
+#: neighbouring value) and the script's default (a knob at its default is the same as unset; a test checks
+#: these defaults against the scripts). Scripts without knobs are refined by a fresh draw (``--seed``).
+KNOBS: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
+    "quality_mix.py": {"--noise-pct": (("40", "50", "60", "70", "80", "90"), "70"),
+                       "--odd-pct": (("90", "95", "97", "99"), "97"),
+                       "--order": (("random", "loss"), "random")},
+    "top_loss.py": {"--noise-pct": (("80", "85", "90", "95", "97.5"), "95")},
 }
-#: Scripts whose selection depends on ``--seed``.
+#: Scripts whose selection depends on ``--seed`` (quality_mix.py only in its random order).
 DRAWS = ("random_subset.py", "quality_mix.py", "format_filter.py", "source_balanced.py")
 
 
@@ -264,41 +266,45 @@ class CuratorAgent(ScriptedAgent):
     def refinement(self) -> str | None:
         """The next configuration to try, from the best scored one down: a one-knob neighbour not tried yet (a
         policy without knobs gets one fresh draw instead); when every neighbour is tried, a fresh draw of the
-        best one. None when nothing was scored (a resumed session)."""
+        best one that draws. None when nothing was scored: a resumed session (its agent does not see the
+        scores recorded before the resume) ends after its plan."""
         if not self.scored:
             return None
         ranked = sorted(self.scored, key=lambda c: -self.scored[c])
         tried = set(self._configs.values())
+        drawn = {(p, tuple(kv for kv in k if kv[0] != "--seed")) for p, k in tried if "--seed" in dict(k)}
         for policy, knobs in ranked:
             script = POLICIES[policy].script
             have = dict(knobs)
-            if script in DRAWS and not KNOBS.get(script) and "--seed" not in have:
-                self._draws += 1
-                return self._refine_command((policy, tuple(sorted({**have, "--seed": str(
-                    1000 + 100 * self.seed + self._draws)}.items()))))
-            for knob, values in KNOBS.get(script, {}).items():
+            if not KNOBS.get(script) and _draws(policy, have) and (policy, knobs) not in drawn and "--seed" not in have:
+                return self._draw(policy, have)
+            for knob, (values, default) in KNOBS.get(script, {}).items():
                 if knob in POLICIES[policy].args:  # fixed by the policy (plain top-loss: no noise filter)
                     continue
-                now = have.get(knob, _default_knob(policy, knob, values))
+                now = have.get(knob, default)
                 k = values.index(now) if now in values else len(values) // 2
                 for j in (k - 1, k + 1):
                     if 0 <= j < len(values):
                         moved = {**have, knob: values[j]}
-                        if values[j] == _default_knob(policy, knob, values):  # the same as not setting it
+                        if values[j] == default:  # the same as not setting it
                             del moved[knob]
                         config = (policy, tuple(sorted(moved.items())))
                         if config not in tried:
                             return self._refine_command(config)
         for policy, knobs in ranked:
-            if POLICIES[policy].script in DRAWS:
-                self._draws += 1
-                have = {**dict(knobs), "--seed": str(1000 + 100 * self.seed + self._draws)}
-                return self._refine_command((policy, tuple(sorted(have.items()))))
+            if _draws(policy, dict(knobs)):
+                return self._draw(policy, dict(knobs))
         return None
+
+    def _draw(self, policy: str, knobs: dict[str, str]) -> str:
+        """The configuration again with a seed of its own (a fresh random draw)."""
+        self._draws += 1
+        return self._refine_command((policy, tuple(sorted({**knobs, "--seed": str(
+            1000 + 100 * self.seed + self._draws)}.items()))))
 
     def _refine_command(self, config: tuple[str, tuple[tuple[str, str], ...]]) -> str:
         policy, knobs = config
-        extra = " ".join(f"{k} {v}".strip() for k, v in knobs)
+        extra = " ".join(f"{k} {shlex.quote(v)}" if v else k for k, v in knobs)
         tag = "_" + re.sub(r"[^A-Za-z0-9.]+", "_", extra.replace("--", "")).strip("_")
         return self.submit_command(policy, extra, tag)  # a --seed in ``extra`` comes last: the draw's seed wins
 
@@ -336,11 +342,9 @@ class CuratorAgent(ScriptedAgent):
         ]
 
 
-def _default_knob(policy: str, knob: str, values: tuple[str, ...]) -> str:
-    """A knob's value where the command does not set it: the script's default (top_loss_p95: 95)."""
-    defaults = {("top_loss.py", "--noise-pct"): "95", ("quality_mix.py", "--noise-pct"): "70",
-                ("quality_mix.py", "--odd-pct"): "97", ("quality_mix.py", "--order"): "random"}
-    return defaults.get((POLICIES[policy].script, knob), values[len(values) // 2])
+def _draws(policy: str, knobs: dict[str, str]) -> bool:
+    """Whether another ``--seed`` gives another selection for this configuration."""
+    return POLICIES[policy].script in DRAWS and knobs.get("--order") != "loss"
 
 
 AGENTS = {"curator": CuratorAgent, "rewrite_noisy": RewriteNoisyAgent, "random_search": RandomSearchAgent}

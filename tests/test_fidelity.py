@@ -116,10 +116,51 @@ def test_the_curator_refines_its_best_configuration_while_iterations_are_left():
             # benchmark_formats scores best, and lower noise percentiles score higher
             pct = re.search(r"--noise-pct (\d+)", cmd)
             sub = {"status": "scored", "average": (40.0 if "--formats benchmark" in cmd else 20.0)
-                   + (100 - float(pct[1])) / 10 if pct else 0.0}
+                   + ((100 - float(pct[1])) / 10 if pct else 0.0)}
             info = {**info, "budget_left": info["budget_left"] - 1}
     assert len(submits) == 16 and len(set(submits)) == 16
     refinements = submits[10:]
     assert all("--formats benchmark" in c for c in refinements), refinements
     assert "--noise-pct 50" in refinements[0] and "--noise-pct 40" in " ".join(refinements[1:])
+
+
+def _curator_session(score, budget: int) -> list[str]:
+    """The submit commands of a curator session whose submissions score ``score(command)``."""
+    from curbench_env.agents.scripted import CuratorAgent
+
+    agent = CuratorAgent(seed=0)
+    info = {"submission_budget": 1000, "pool_kind": "conversations", "budget_left": budget, "iteration": 0}
+    agent.reset({}, info)
+    submits: list[str] = []
+    sub = None
+    for _ in range(10 * budget):
+        cmd = agent.act({}, {**info, "submission": sub})
+        if cmd == "done":
+            break
+        sub = None
+        if "&& submit " in cmd:
+            submits.append(cmd)
+            sub = {"status": "scored", "average": score(cmd)}
+            info = {**info, "budget_left": info["budget_left"] - 1}
+    return submits
+
+
+def test_a_curator_whose_best_policy_has_no_knobs_draws_it_once_then_refines_the_next():
+    submits = _curator_session(lambda c: 50.0 if "source_balanced.py" in c and "--drop-text" not in c else 30.0, 13)
+    refinements = submits[10:]
+    assert "source_balanced.py" in refinements[0] and "--seed 1001" in refinements[0]
+    # the draw scores as well as the original: both are the best, neither gets a second draw
+    assert not any("source_balanced.py" in c and "--drop-text" not in c for c in refinements[1:]), refinements
+    assert len(set(submits)) == len(submits) == 13
+
+
+def test_the_curators_knob_defaults_are_the_scripts_defaults():
+    from curbench_env.agents.scripted import KNOBS, script_text
+
+    for script, knobs in KNOBS.items():
+        text = script_text(script)
+        for knob, (values, default) in knobs.items():
+            m = re.search(rf'"{knob}": {{[^}}]*"default": "?([^",}}]+)"?', text)
+            assert m and float(m[1]) == float(default) if knob != "--order" else m[1] == default, (script, knob)
+            assert default in values
 

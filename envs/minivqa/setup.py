@@ -10,6 +10,8 @@ shares it (the default's ships with the package; others are aligned once and cac
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import time
 from collections.abc import Callable
@@ -178,18 +180,24 @@ def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print
             log("the rebuilt model is byte-identical to the one it replaces")
         else:
             log("the rebuilt model differs from the one it replaces: recomputing the pool signals")
-        from curbench_env.envs.minivqa.pipeline import MiniRecipe
+            compute_signals(root, preset.stage1.device, log)
+        from curbench_env.envs.minivqa.pipeline import MiniRecipe, MiniVQAPipeline
 
-        shipped_signal = shipped.SHIPPED_LOSS.get(loss_signal_key(root, MiniRecipe(device=preset.stage1.device)))
-        if shipped_signal:
+        recipe = MiniRecipe(device=preset.stage1.device)
+        shipped_signal = shipped.SHIPPED_LOSS.get(loss_signal_key(root, recipe))
+        if shipped_signal:  # compared, not installed: the world keeps the shipped (reference) signal
             log("recomputing the loss signal from the rebuilt model, to compare it with the shipped one")
-        if shipped_signal or not same:
-            compute_signals(root, preset.stage1.device, log, use_shipped=False)
+            p = MiniVQAPipeline(root, recipe)
+            p._load()
+            loss = early_training_loss(p, [p.encode(i) for i in p.records], M.image_loader(p.images), log)
+            buf = io.BytesIO()
+            np.save(buf, loss)
+            recomputed = hashlib.sha256(buf.getvalue()).hexdigest()
     if preset.base_fingerprint() != shipped.SHIPPED_BASE:
         return None
     report = shipped.compare(root / "base_model")
     if shipped_signal:
-        report["signals/loss.npy"] = shipped.sha256_file(root / "pool" / "signals" / "loss.npy") == shipped_signal
+        report["signals/loss.npy"] = recomputed == shipped_signal
     return report
 
 
@@ -217,6 +225,9 @@ def compute_signals(root: Path, device: str = "cpu", log: Callable[[str], None] 
     if ready is not None:
         log("loss signal: the shipped early-training loss of this world (sha256 verified)")
         loss = np.load(ready)
+        if len(loss) != len(ids):
+            raise RuntimeError(f"the shipped loss signal {ready.name} has {len(loss)} values for {len(ids)} pool "
+                               "examples; reinstall curbench-env")
     else:
         loss = early_training_loss(p, examples, images, log)
     with torch.no_grad():

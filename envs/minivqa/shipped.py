@@ -33,11 +33,14 @@ SHIPPED_SHA256 = {
 #: world (another seed, a secret, a preset, another recipe) computes its own.
 SHIPPED_LOSS = {
     # Curation-MiniVQA-v0, world seed 0, no secret (world v6), MiniRecipe's LoRA recipe, PROXY_SHARE 0.05
-    "563145565e5e154db16d611604bc60d575e9f637bf2c5569a4a5e060c518b05b":
+    "4c436c86680361b54c8f5801bbc98e2b1bfb2dfdf2d26519daeb46200657ae72":
         "6688fec7266270314342f451e1b2b8792b287741fc7b5034af8e4627f27aab9b",
 }
-#: Bumped when the loss signal's computation changes in a way its inputs below do not show.
-SIGNAL_VERSION = 1
+#: Bumped when the loss signal's computation changes in a way its inputs (``signal_key``) do not show: the
+#: code of ``setup.early_training_loss`` (folds, seeds), ``llava_pipeline.finetune_lora`` /
+#: ``example_losses`` and the conversation encoder. A stale key keeps serving the old signal silently;
+#: ``curbench setup --rebuild Curation-MiniVQA-v0`` recomputes it and says whether it still matches.
+SIGNAL_VERSION = 2
 
 
 def sha256_file(path: Path) -> str:
@@ -89,7 +92,8 @@ def signal_key(root: Path, recipe: dict, proxy_share: float) -> str:
     """What a world's loss signal is computed from: its pool (records, pictures), its base model, the
     proxies' recipe and share of the pool."""
     h = hashlib.sha256()
-    for rel in ("pool/pool.json", "pool/image_index.json", "pool/images.npy", "base_model/model.safetensors"):
+    for rel in ("pool/pool.json", "pool/image_index.json", "pool/images.npy",
+                *(f"base_model/{name}" for name in SHIPPED_SHA256)):
         h.update(sha256_file(root / rel).encode())
     h.update(json.dumps({"recipe": recipe, "proxy_share": proxy_share, "version": SIGNAL_VERSION},
                         sort_keys=True).encode())
