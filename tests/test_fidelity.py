@@ -96,34 +96,6 @@ def test_random_search_draws_a_fresh_random_subset_every_iteration(tiny_world, t
     assert summary["best_score"] == max(m["average"] for m in history)
 
 
-def test_the_curator_refines_its_best_configuration_while_iterations_are_left():
-    """After its ten-policy plan the curator moves one knob of the best-scored configuration at a time,
-    never repeats a configuration, and stops when the budget is spent."""
-    from curbench_env.agents.scripted import CuratorAgent
-
-    agent = CuratorAgent(seed=0)
-    info = {"submission_budget": 1000, "pool_kind": "conversations", "budget_left": 16, "iteration": 0}
-    agent.reset({}, info)
-    submits: list[str] = []
-    sub = None
-    while True:
-        cmd = agent.act({}, {**info, "submission": sub})
-        if cmd == "done":
-            break
-        sub = None
-        if "&& submit " in cmd:
-            submits.append(cmd)
-            # benchmark_formats scores best, and lower noise percentiles score higher
-            pct = re.search(r"--noise-pct (\d+)", cmd)
-            sub = {"status": "scored", "average": (40.0 if "--formats benchmark" in cmd else 20.0)
-                   + ((100 - float(pct[1])) / 10 if pct else 0.0)}
-            info = {**info, "budget_left": info["budget_left"] - 1}
-    assert len(submits) == 16 and len(set(submits)) == 16
-    refinements = submits[10:]
-    assert all("--formats benchmark" in c for c in refinements), refinements
-    assert "--noise-pct 50" in refinements[0] and "--noise-pct 40" in " ".join(refinements[1:])
-
-
 def _curator_session(score, budget: int) -> list[str]:
     """The submit commands of a curator session whose submissions score ``score(command)``."""
     from curbench_env.agents.scripted import CuratorAgent
@@ -143,6 +115,20 @@ def _curator_session(score, budget: int) -> list[str]:
             sub = {"status": "scored", "average": score(cmd)}
             info = {**info, "budget_left": info["budget_left"] - 1}
     return submits
+
+
+def test_the_curator_refines_its_best_configuration_while_iterations_are_left():
+    """After its ten-policy plan the curator moves one knob of the best-scored configuration at a time,
+    never repeats a configuration, and stops when the budget is spent."""
+    def score(cmd: str) -> float:  # benchmark_formats scores best, and lower noise percentiles score higher
+        pct = re.search(r"--noise-pct (\d+)", cmd)
+        return (40.0 if "--formats benchmark" in cmd else 20.0) + ((100 - float(pct[1])) / 10 if pct else 0.0)
+
+    submits = _curator_session(score, 16)
+    assert len(submits) == 16 and len(set(submits)) == 16
+    refinements = submits[10:]
+    assert all("--formats benchmark" in c for c in refinements), refinements
+    assert "--noise-pct 50" in refinements[0] and "--noise-pct 40" in " ".join(refinements[1:])
 
 
 def test_a_curator_whose_best_policy_has_no_knobs_draws_it_once_then_refines_the_next():
