@@ -181,15 +181,12 @@ def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print
         else:
             log("the rebuilt model differs from the one it replaces: recomputing the pool signals")
             compute_signals(root, preset.stage1.device, log)
-        from curbench_env.envs.minivqa.pipeline import MiniRecipe, MiniVQAPipeline
+        from curbench_env.envs.minivqa.pipeline import MiniRecipe
 
-        recipe = MiniRecipe(device=preset.stage1.device)
-        shipped_signal = shipped.SHIPPED_LOSS.get(loss_signal_key(root, recipe))
+        shipped_signal = shipped.SHIPPED_LOSS.get(loss_signal_key(root, MiniRecipe(device=preset.stage1.device)))
         if shipped_signal:  # compared, not installed: the world keeps the shipped (reference) signal
             log("recomputing the loss signal from the rebuilt model, to compare it with the shipped one")
-            p = MiniVQAPipeline(root, recipe)
-            p._load()
-            loss = early_training_loss(p, [p.encode(i) for i in p.records], M.image_loader(p.images), log)
+            loss = early_training_loss(*_encoded_pool(root, preset.stage1.device), log)
             buf = io.BytesIO()
             np.save(buf, loss)
             recomputed = hashlib.sha256(buf.getvalue()).hexdigest()
@@ -207,21 +204,15 @@ def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print
 PROXY_SHARE = 0.05
 
 
-def compute_signals(root: Path, device: str = "cpu", log: Callable[[str], None] = print,
-                    use_shipped: bool = True) -> bool:
+def compute_signals(root: Path, device: str = "cpu", log: Callable[[str], None] = print) -> None:
     """Per-example signals for the workspace tools: the early-training loss (EL2N-style), the base
     model's embeddings, lengths. The loss is copied from the package where this world's ships
-    (``shipped.SHIPPED_LOSS``) unless ``use_shipped`` is False; returns whether it was."""
+    (``shipped.SHIPPED_LOSS``)."""
     import torch
-    from curbench_env.envs.minivqa.pipeline import MiniRecipe, MiniVQAPipeline
 
-    torch.set_num_threads(2)
-    p = MiniVQAPipeline(root, MiniRecipe(device=device))
-    p._load()
+    p, examples, images = _encoded_pool(root, device)
     ids = list(p.records)
-    examples = [p.encode(i) for i in ids]
-    images = M.image_loader(p.images)
-    ready = shipped.shipped_loss(loss_signal_key(root, p.recipe)) if use_shipped else None
+    ready = shipped.shipped_loss(loss_signal_key(root, p.recipe))
     if ready is not None:
         log("loss signal: the shipped early-training loss of this world (sha256 verified)")
         loss = np.load(ready)
@@ -251,7 +242,18 @@ def compute_signals(root: Path, device: str = "cpu", log: Callable[[str], None] 
     np.save(sig / "image_emb.npy", img_emb)
     np.save(sig / "text_emb.npy", txt_emb)
     np.save(sig / "n_tokens.npy", np.array([len(e.input_ids) for e in examples], dtype=np.int32))
-    return ready is not None
+
+
+def _encoded_pool(root: Path, device: str) -> tuple[Any, list, Callable]:
+    """The world's pipeline (task recipe, base model loaded, 2 threads), every pool example encoded, the
+    picture loader: what the signals are computed from."""
+    import torch
+    from curbench_env.envs.minivqa.pipeline import MiniRecipe, MiniVQAPipeline
+
+    torch.set_num_threads(2)
+    p = MiniVQAPipeline(root, MiniRecipe(device=device))
+    p._load()
+    return p, [p.encode(i) for i in p.records], M.image_loader(p.images)
 
 
 def loss_signal_key(root: Path, recipe: Any) -> str:
