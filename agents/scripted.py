@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 SCRIPTS = ("_common.py", "random_subset.py", "source_balanced.py", "format_filter.py", "dedup_diversity.py",
@@ -241,13 +242,16 @@ class CuratorAgent(ScriptedAgent):
         self._sent: str | None = None
         self._draws = 0
         super().reset(obs, info)
+        for entry in info.get("history") or []:  # a resumed episode: what this session scored before
+            config = _recorded_config(Path(str(entry.get("file", ""))).name, str(entry.get("note", "")))
+            if config is not None:
+                self._configs[f"(recorded) {entry['file']}"] = config
+                self.scored[config] = max(self.scored.get(config, float("-inf")), float(entry["average"]))
+                self._draws += "--seed" in dict(config[1])
 
     def submit_command(self, policy: str, extra: str = "", tag: str = "") -> str:
         cmd = super().submit_command(policy, extra, tag)
-        words = shlex.split(extra)
-        knobs = tuple(sorted((w, words[k + 1] if k + 1 < len(words) and not words[k + 1].startswith("--") else "")
-                             for k, w in enumerate(words) if w.startswith("--")))
-        self._configs[cmd] = (policy, knobs)
+        self._configs[cmd] = (policy, _knobs(extra))
         return cmd
 
     def act(self, obs: dict[str, Any], info: dict[str, Any]) -> str:
@@ -266,8 +270,8 @@ class CuratorAgent(ScriptedAgent):
     def refinement(self) -> str | None:
         """The next configuration to try, from the best scored one down: a one-knob neighbour not tried yet (a
         policy without knobs gets one fresh draw instead); when every neighbour is tried, a fresh draw of the
-        best one that draws. None when nothing was scored: a resumed session (its agent does not see the
-        scores recorded before the resume) ends after its plan."""
+        best one that draws. None when nothing was scored (a resumed session counts the scores recorded
+        before the resume, from ``info["history"]``)."""
         if not self.scored:
             return None
         ranked = sorted(self.scored, key=lambda c: -self.scored[c])
@@ -340,6 +344,23 @@ class CuratorAgent(ScriptedAgent):
             *(self.rewrite_commands("top_loss") if self.rewrite_budget else []),
             "done",
         ]
+
+
+def _knobs(extra: str) -> tuple[tuple[str, str], ...]:
+    """A configuration's knobs from the extra arguments of its submit command (a flag without a value: "")."""
+    words = shlex.split(extra)
+    return tuple(sorted((w, words[k + 1] if k + 1 < len(words) and not words[k + 1].startswith("--") else "")
+                        for k, w in enumerate(words) if w.startswith("--")))
+
+
+def _recorded_config(file: str, note: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """The (policy, knobs) of a submission recorded before a resume, from its file (``picks_<policy>...``)
+    and its note (the policy's note, then the extra arguments); None for a file the curator did not write."""
+    for name in sorted(POLICIES, key=len, reverse=True):
+        p = POLICIES[name]
+        if file.startswith(f"picks_{name}") and (note == p.note or note.startswith(p.note + " ")):
+            return name, _knobs(note[len(p.note):].strip())
+    return None
 
 
 def _draws(policy: str, knobs: dict[str, str]) -> bool:

@@ -167,7 +167,7 @@ class CurationEnv(gym.Env):
             output = output.replace("\nBase model", f"\n{self.rewrites.describe()}\nBase model", 1)
         self.recorder.step({"step": 0, "kind": "reset", "seed": seed, "output": output, "base_scores": base.scores,
                             "base_average": base.average, "elapsed_s": 0.0})
-        return self._observe(output, 0), self._info(last_scores=base.scores)
+        return self._observe(output, 0), self._info(last_scores=base.scores, history=[])
 
     def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
         if self.recorder is None or self.workspace is None or self._done:
@@ -265,8 +265,9 @@ class CurationEnv(gym.Env):
         self.history = list(point.manifests)
         self.rewrites = RewriteDesk.open(self.task, root)
         self._start_workspace()
-        output = view.resumed(root.name, self.steps, self.state, self.config.iteration_budget, point.repaired)
+        output = view.resumed(root.name, self.steps, self.state, self.config.iteration_budget, point.repaired,
+                              self.history)
         self.recorder.step({"step": self.steps, "kind": "resume", "output": output, "episode": self.config.to_dict(),
                             "elapsed_s": round(self.elapsed_s, 3), "repaired": point.repaired})
         last = point.manifests[-1]["scores"] if point.manifests else base.scores
-        return self._observe(output, 0), self._info(last_scores=last)
+        return self._observe(output, 0), self._info(last_scores=last, history=view.history(self.history))

@@ -119,8 +119,21 @@ def feedback_not_scored(shown: str, exc: SubmissionError | ScoringCrash, run_roo
             {"status": "refused", "file": shown, "error": str(exc), "problems": exc.problems[:50]})
 
 
-def resumed(run_name: str, steps: int, state: EpisodeState, budget: int, repaired: str | None = None) -> str:
-    """The first observation of a resumed episode (and what was repaired in its journal, if anything)."""
+def history(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``info["history"]`` at reset: the episode's scored submissions so far (empty for a new episode), so
+    that a resumed policy knows what it tried and how it scored."""
+    return [{"iteration": int(m["iteration"]), "file": m["file"], "note": m.get("note", ""),
+             "average": float(m["average"]), "scores": m.get("scores", {})} for m in manifests]
+
+
+def resumed(run_name: str, steps: int, state: EpisodeState, budget: int, repaired: str | None = None,
+            manifests: list[dict[str, Any]] = ()) -> str:
+    """The first observation of a resumed episode: where it stands, its scored submissions so far, and
+    what was repaired in its journal, if anything."""
+    earlier = "".join(f"\n  iteration {m['iteration']}: {m['file']}  average {float(m['average']):.2f}"
+                      + (f"  ({m['note']})" if m.get("note") else "") for m in manifests)
     return (f"Session resumed from {run_name} at step {steps}: {state.iteration} of {budget} submissions "
             f"scored, best average {state.best_score:.2f}. The workspace files are as you left them; the "
-            "shell is new (exported variables are gone)." + (f"\n[run directory: {repaired}]" if repaired else ""))
+            "shell is new (exported variables are gone)."
+            + (f"\nScored so far:{earlier}" if earlier else "")
+            + (f"\n[run directory: {repaired}]" if repaired else ""))

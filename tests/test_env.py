@@ -218,7 +218,7 @@ def test_kill_9_mid_episode_leaves_a_readable_run(tmp_path):
 
 def test_resume_continues_an_interrupted_episode(make_env, tiny_task, tmp_path):
     env = make_env(iteration_budget=3)
-    env.reset(seed=0)
+    assert env.reset(seed=0)[1]["history"] == []
     env.step(pick(6) + " && submit picks.txt")
     env.step("echo keep > note.txt")
     run_dir = env.run_dir
@@ -227,6 +227,10 @@ def test_resume_continues_an_interrupted_episode(make_env, tiny_task, tmp_path):
                        resume_from=run_dir)
     obs, info2 = env2.reset()
     assert "resumed" in obs["output"] and info2["iteration"] == 1 and info2["steps"] == 2
+    # what was scored before, for the agent: in the observation and as info["history"]
+    [earlier] = info2["history"]
+    assert earlier["iteration"] == 1 and Path(earlier["file"]).name == "picks.txt" and earlier["average"] == info2["best_score"]
+    assert f"Scored so far:\n  iteration 1: {earlier['file']}  average" in obs["output"]
     obs, _, _, _, info3 = env2.step("cat note.txt")
     assert obs["output"].strip() == "keep" and info3["steps"] == 3
     env2.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -96,12 +97,14 @@ def test_random_search_draws_a_fresh_random_subset_every_iteration(tiny_world, t
     assert summary["best_score"] == max(m["average"] for m in history)
 
 
-def _curator_session(score, budget: int) -> list[str]:
-    """The submit commands of a curator session whose submissions score ``score(command)``."""
+def _curator_session(score, budget: int, history: list[dict] = ()) -> list[str]:
+    """The submit commands of a curator session whose submissions score ``score(command)`` (resumed after
+    the recorded ``history``, as ``info["history"]`` gives it)."""
     from curbench_env.agents.scripted import CuratorAgent
 
     agent = CuratorAgent(seed=0)
-    info = {"submission_budget": 1000, "pool_kind": "conversations", "budget_left": budget, "iteration": 0}
+    info = {"submission_budget": 1000, "pool_kind": "conversations", "budget_left": budget - len(history),
+            "iteration": len(history), "history": list(history)}
     agent.reset({}, info)
     submits: list[str] = []
     sub = None
@@ -138,6 +141,23 @@ def test_a_curator_whose_best_policy_has_no_knobs_draws_it_once_then_refines_the
     # the draw scores as well as the original: both are the best, neither gets a second draw
     assert not any("source_balanced.py" in c and "--drop-text" not in c for c in refinements[1:]), refinements
     assert len(set(submits)) == len(submits) == 13
+
+
+def test_a_resumed_curator_goes_on_refining_from_the_recorded_scores():
+    """Resumed after 12 of 16 iterations, the curator reads what it scored from ``info["history"]`` and
+    submits what the uninterrupted session would have."""
+    def score(cmd: str) -> float:
+        pct = re.search(r"--noise-pct (\d+)", cmd)
+        return (40.0 if "--formats benchmark" in cmd else 20.0) + ((100 - float(pct[1])) / 10 if pct else 0.0)
+
+    whole = _curator_session(score, 16)
+
+    def recorded(k: int, cmd: str) -> dict:
+        words = shlex.split(cmd.split("&& submit ", 1)[1])
+        return {"iteration": k + 1, "file": words[0], "note": words[words.index("--note") + 1], "average": score(cmd)}
+
+    history = [recorded(k, c) for k, c in enumerate(whole[:12])]
+    assert _curator_session(score, 16, history) == whole[12:]
 
 
 def test_the_curators_knob_defaults_are_the_scripts_defaults():
