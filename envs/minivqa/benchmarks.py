@@ -58,12 +58,14 @@ class EvalItem:
     answer: str
 
 
-def make_items(bench: Benchmark, n: int, rng: np.random.Generator) -> list[EvalItem]:
+def make_items(bench: Benchmark, n: int, rng: np.random.Generator, *, eval_side: bool = True) -> list[EvalItem]:
     """``n`` items of ``bench``; a closed answer set is cycled through, so answers are uniform
-    and no constant guess (the usual failure of a barely tuned model) beats chance."""
+    and no constant guess (the usual failure of a barely tuned model) beats chance. ``eval_side=False``
+    draws the pool's slice of scene space instead (training items in the benchmark's own format, for
+    ``benchmarks/learnability.py``)."""
     items: list[EvalItem] = []
     while len(items) < n:
-        scene = split_scene(rng, sign_prob=bench.sign_prob, eval_side=True)
+        scene = split_scene(rng, sign_prob=bench.sign_prob, eval_side=eval_side)
         qa = bench.kinds[int(rng.integers(len(bench.kinds)))](scene, rng)
         if qa is None:
             continue
