@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,11 +128,14 @@ def history(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def resumed(run_name: str, steps: int, state: EpisodeState, budget: int, repaired: str | None = None,
-            manifests: list[dict[str, Any]] = ()) -> str:
+            manifests: Sequence[dict[str, Any]] = ()) -> str:
     """The first observation of a resumed episode: where it stands, its scored submissions so far, and
     what was repaired in its journal, if anything."""
+    def note(text: str) -> str:  # a note holds up to 2,000 characters; the list shows its start
+        return f"  ({text[:80]}{'...' if len(text) > 80 else ''})" if text else ""
+
     earlier = "".join(f"\n  iteration {m['iteration']}: {m['file']}  average {float(m['average']):.2f}"
-                      + (f"  ({m['note']})" if m.get("note") else "") for m in manifests)
+                      + note(str(m.get("note") or "")) for m in manifests)
     return (f"Session resumed from {run_name} at step {steps}: {state.iteration} of {budget} submissions "
             f"scored, best average {state.best_score:.2f}. The workspace files are as you left them; the "
             "shell is new (exported variables are gone)."
