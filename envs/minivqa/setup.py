@@ -49,7 +49,7 @@ class MiniVQAPreset:
     def fingerprint(self) -> str:
         import hashlib
 
-        blob = json.dumps({"world": self.world.fingerprint(), "base": self.base_fingerprint(), "version": 6},
+        blob = json.dumps({"world": self.world.fingerprint(), "base": self.base_fingerprint(), "version": 7},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

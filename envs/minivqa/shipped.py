@@ -32,9 +32,9 @@ SHIPPED_SHA256 = {
 #: world whose inputs match (the public reference world of the default preset) copies it; any other
 #: world (another seed, a secret, a preset, another recipe) computes its own.
 SHIPPED_LOSS = {
-    # Curation-MiniVQA-v0, world seed 0, no secret (world v6), MiniRecipe's LoRA recipe, PROXY_SHARE 0.05
-    "4c436c86680361b54c8f5801bbc98e2b1bfb2dfdf2d26519daeb46200657ae72":
-        "6688fec7266270314342f451e1b2b8792b287741fc7b5034af8e4627f27aab9b",
+    # Curation-MiniVQA-v0, world seed 0, no secret (world v7), MiniRecipe's LoRA recipe, PROXY_SHARE 0.05
+    "e65accc3269c3777c467cf3215087df1032d0478d78b067320c4ed0e6e8c92ce":
+        "5f13e7d2f3c11dc90639483b7a1670434a3b25e3becae4857adfffcb8585b5ee",
 }
 #: Bumped when the loss signal's computation changes in a way its inputs (``signal_key``) do not show: the
 #: code of ``setup.early_training_loss`` (folds, seeds), ``llava_pipeline.finetune_lora`` /

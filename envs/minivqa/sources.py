@@ -32,7 +32,7 @@ class SourceSpec:
 #: The mixture. Like LLaVA-665K, it is skewed: lots of conversation, region captions and
 #: text-only chat; few counting and multiple-choice examples.
 SOURCES: dict[str, SourceSpec] = {s.name: s for s in [
-    SourceSpec("conv", 0.20, "coco/train2017", wrong_rate=0.02),                      # LLaVA-Instruct
+    SourceSpec("conv", 0.15, "coco/train2017", wrong_rate=0.02),                      # LLaVA-Instruct
     SourceSpec("vqa", 0.15, "coco/train2017", wrong_rate=0.04, verbose_rate=0.02),    # VQAv2 / OKVQA
     SourceSpec("gqa", 0.12, "gqa/images", wrong_rate=0.05, verbose_rate=0.02),        # GQA
     SourceSpec("mc", 0.05, "coco/train2017", wrong_rate=0.04, verbose_rate=0.03),     # A-OKVQA
@@ -40,7 +40,11 @@ SOURCES: dict[str, SourceSpec] = {s.name: s for s in [
     SourceSpec("ocr", 0.10, "ocr_vqa/images", sign_prob=1.0, wrong_rate=0.04, verbose_rate=0.02),  # OCR-VQA
     SourceSpec("textcaps", 0.03, "textvqa/train_images", sign_prob=1.0, wrong_rate=0.02),          # TextCaps
     SourceSpec("region", 0.15, "vg/VG_100K", wrong_rate=0.04),                        # VG / RefCOCO
-    SourceSpec("text", 0.15, None),                                                   # ShareGPT
+    SourceSpec("text", 0.12, None),                                                   # ShareGPT
+    # VQAv2's yes/no questions, one to a record (world v7): the pool's multi-turn `vqa` records hold
+    # yes/no turns too, but one turn among two to five does not teach this model the yes/no readouts
+    # (benchmarks/learnability.py); single-question records do.
+    SourceSpec("yesno", 0.08, "coco/train2017", wrong_rate=0.04, verbose_rate=0.02),  # VQAv2 yes/no
 ]}
 
 
@@ -90,6 +94,10 @@ def draft(source: str, scene: Scene | None, rng: np.random.Generator) -> Draft |
         fns = [Q.colour_q, Q.shape_q, Q.size_q, Q.occupied_q, Q.large_q, Q.where_q]
         turns = [(f"{q}\n{Q.YESNO if kind == 'yesno' and rng.random() < 0.5 else Q.SHORT}", a, kind)
                  for q, a, kind in _ask(fns, scene, rng, int(rng.integers(2, 5)))]
+        return Draft(source, scene, turns) if turns else None
+    if source == "yesno":
+        turns = [(f"{q}\n{Q.YESNO if rng.random() < 0.5 else Q.SHORT}", a, kind)
+                 for q, a, kind in _ask([Q.occupied_q, Q.large_q], scene, rng, 1)]
         return Draft(source, scene, turns) if turns else None
     if source == "gqa":
         turns = [(f"{q}\n{Q.SHORT}", a, k) for q, a, k in _ask([Q.relation_q], scene, rng, int(rng.integers(1, 4)))]

@@ -2,7 +2,7 @@
 truth (hidden); and the stage-1 caption corpus of the base model. Deterministic: the same config
 gives the same bytes.
 
-Why curation matters here, and which policies win (world v6):
+Why curation matters here, and which policies win (world v7):
 
 * **Formats.** The base model (stage-1 aligned on captions and full-sentence answers) answers in
   sentences; every benchmark grades a short answer in its own format (a word, a digit, yes/no, an
@@ -18,6 +18,10 @@ Why curation matters here, and which policies win (world v6):
   noise and is among the worst policies; top-loss with a p95 noise filter picks the hard valid band
   and is among the best two, as in the paper; pure defect filters (format, length, duplicates,
   odd pictures) beat random but not the loss-aware policies, because wrong answers look clean.
+* **Every benchmark is learnable from the pool.** World v7 adds single-question yes/no records (VQAv2's
+  yes/no third): as one turn among two to five of a ``vqa`` record, the occupancy and size yes/no
+  questions stayed at chance even for the full pool (v6); as records of their own the full pool
+  learns them (``benchmarks/learnability.py`` measures each benchmark's ceiling).
 * **Held-out scenes.** Benchmark pictures come from a fifth of scene space that the pool never
   draws (:func:`~curbench_env.envs.minivqa.scenes.reserved_for_eval`), so no pool picture shows a
   benchmark scene and scores measure generalisation, not recall.
