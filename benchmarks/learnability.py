@@ -47,8 +47,7 @@ def main() -> None:
         rng = np.random.default_rng([a.seed, len(benches), names.index(benches[0].name)])
         items = [it for b in benches for it in make_items(b, n // len(benches), rng, eval_side=False)]
         images = np.stack([render(it.scene, rng) for it in items])
-        examples = [p.encoder.encode([{"from": "human", "value": f"<image>\n{it.question}"},
-                                      {"from": "gpt", "value": it.answer}], k) for k, it in enumerate(items)]
+        examples = [M.one_question(p.encoder, it.question, it.answer, k) for k, it in enumerate(items)]
         with torch_threads(p.recipe.threads):
             model = finetune_lora(p.model, examples, M.image_loader(images), p.recipe.lora, seed=a.seed,
                                   pad_id=p.pad_id, log=lambda _msg: None)

@@ -11,7 +11,7 @@ import numpy as np
 
 POOL = os.environ.get("POOL", "/pool")
 SHORT = "Answer the question using a single word or phrase."
-LETTER = "Answer with the option's letter from the given choices directly."
+OPTION = "Answer with the option from the given choices directly."
 
 
 def args(extra=None):
@@ -61,7 +61,7 @@ def format_ok(rec):
         q, a = conv[k]["value"], conv[k + 1]["value"].strip()
         if SHORT in q and len(a.split()) > 3:
             return False
-        if LETTER in q and not re.fullmatch(r"[A-D]", a):
+        if OPTION in q and a not in re.findall(r"^[A-D]\. (.+)$", q, re.M):
             return False
         if "Please answer yes or no" in q and a.lower() not in ("yes", "no"):
             return False

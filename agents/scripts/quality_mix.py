@@ -3,7 +3,7 @@ outliers, exact duplicates and broken pictures (image embeddings far from their 
 typical picture), drop the per-source top of base-model loss as label noise (default: above
 p70), then fill the budget round-robin over sources, in random order or highest loss first.
 With --formats benchmark, only groups whose prompts ask for one of the benchmarks' answer
-formats (short answer, option letter, yes/no, region description) are kept: the ARDS idea of
+formats (short answer, option text, yes/no, region description) are kept: the ARDS idea of
 format groups, used to spend the budget where the evaluation is."""
 import numpy as np
 from _common import answer_words, args, balanced, format_ok, group_of, load_pool, signal, write
@@ -11,7 +11,7 @@ from _common import answer_words, args, balanced, format_ok, group_of, load_pool
 a = args({"--noise-pct": {"type": float, "default": 70.0}, "--odd-pct": {"type": float, "default": 97.0},
           "--order": {"choices": ["random", "loss"], "default": "random"},
           "--formats": {"choices": ["all", "benchmark"], "default": "all"}})
-BENCHMARK_FORMATS = ("single word or phrase", "option's letter", "yes or no", "short description for this region")
+BENCHMARK_FORMATS = ("single word or phrase", "with the option from", "yes or no", "short description for this region")
 pool = [r for r in load_pool() if "image" in r]
 ids_sig, loss = signal("loss.npy")
 _, img = signal("image_emb.npy")

@@ -2,7 +2,8 @@
 
 They mirror the real suite's kinds: short-answer VQA (VQAv2), relations (GQA), OCR
 (TextVQA), yes/no object existence (POPE: is there a shape in this cell?), yes/no perception (MME:
-is this shape large?), multiple choice (MMBench; options in a fixed order per question kind),
+is this shape large?), multiple choice (MMBench's layout, options in a fixed order per question kind,
+answered with the option's text since world v7),
 counting, and region grounding (RefCOCO-style: describe the object in a given box).
 
 World v6 chose these forms so that every benchmark measures something this model can learn from
@@ -34,6 +35,9 @@ class Benchmark:
     metric: str = "exact_match"
     #: Closed answer set drawn uniformly (so a constant guess scores 1/len, whatever it is).
     answers: tuple[str, ...] = ()
+    #: Where the closed set is not the answer itself: the label of ``(answer, kind)`` drawn uniformly
+    #: from ``answers`` (multiple choice: the option's letter, so every slot is the truth equally often).
+    label: Callable[[str, str], str] | None = None
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
@@ -42,7 +46,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("ocr", (Q.word_q,), Q.SHORT, sign_prob=1.0),
     Benchmark("pope", (Q.occupied_q,), Q.SHORT, answers=("yes", "no")),
     Benchmark("mme", (Q.large_q,), Q.YESNO, answers=("yes", "no")),
-    Benchmark("mmbench", (Q.choice_q,), Q.LETTER, answers=tuple("ABCD")),
+    Benchmark("mmbench", (Q.choice_q,), Q.OPTION, answers=tuple("ABCD"), label=Q.option_letter),
     Benchmark("count", (Q.count_q,), Q.SHORT, answers=("0", "1", "2", "3", "4")),
     Benchmark("grounding", (Q.region_q,), ""),
 )
@@ -70,7 +74,8 @@ def make_items(bench: Benchmark, n: int, rng: np.random.Generator, *, eval_side:
         if qa is None:
             continue
         q, a, kind = qa
-        if bench.answers and a != bench.answers[len(items) % len(bench.answers)]:
+        label = bench.label(a, kind) if bench.label else a
+        if bench.answers and label != bench.answers[len(items) % len(bench.answers)]:
             continue
         prompt = f"{q}\n{bench.suffix}" if bench.suffix and bench.suffix != Q.YESNO else q
         if bench.suffix == Q.YESNO:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from curbench_env.envs.llava_pipeline import ChatFormat, ConversationEncoder
+from curbench_env.envs.llava_pipeline import ChatFormat, ConversationEncoder, Encoded
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
 #: Splits numbers like 0.5, single capital letters (sign words are read letter by letter),
@@ -111,14 +111,19 @@ def image_loader(images: np.ndarray) -> Callable[[list[int]], torch.Tensor]:
     return lambda rows: pixel_tensor(images[rows])
 
 
+def one_question(encoder: ConversationEncoder, question: str, answer: str, image_row: int) -> Encoded:
+    """One question about one picture (row ``image_row``) and its answer, encoded for training."""
+    return encoder.encode([{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}],
+                          image_row)
+
+
 def stage1_align(model, encoder: ConversationEncoder, images: np.ndarray, pairs: list[list[str]], *,
                  steps: int, batch_size: int, lr: float, seed: int, log: Callable[[str], None]) -> None:
     """LLaVA stage 1, scaled down: teach the random-init model to see and describe (all weights train)."""
     from curbench_env.envs.llava_pipeline import _collate, cosine_scale, optimise
 
     torch.manual_seed(seed)
-    examples = [encoder.encode([{"from": "human", "value": f"<image>\n{q}"}, {"from": "gpt", "value": a}], i)
-                for i, (q, a) in enumerate(pairs)]
+    examples = [one_question(encoder, q, a, i) for i, (q, a) in enumerate(pairs)]
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     rng = np.random.default_rng(seed)
     load = image_loader(images)

@@ -127,7 +127,7 @@ _TEMPLATE_TEXTS: list[tuple[str, str, Any]] = [
     (r"How many letters does the word have\?", "count", lambda s, m: s.word and str(len(s.word))),
 ]
 _TEMPLATES = [(re.compile(p + r"$"), k, f) for p, k, f in _TEMPLATE_TEXTS]
-_FORMATS = (Q.SHORT, Q.LETTER, Q.YESNO)
+_FORMATS = (Q.SHORT, Q.OPTION, Q.YESNO)
 
 
 def _normalise(q: str) -> str:
@@ -151,9 +151,8 @@ def answer(question: str, scene: Scene) -> tuple[str, str] | None:
             got = fn(scene, m)
             if not got:
                 return None
-            if options:
-                letters = {ln[3:].strip(): ln[0] for ln in options}
-                return (letters[got], "letter") if got in letters else None
+            if options and str(got) not in {ln[3:].strip() for ln in options}:
+                return None
             return str(got), kind
     return None
 

@@ -49,8 +49,11 @@ class MiniVQAPreset:
     def fingerprint(self) -> str:
         import hashlib
 
-        blob = json.dumps({"world": self.world.fingerprint(), "base": self.base_fingerprint(), "version": 7},
-                          sort_keys=True)
+        from curbench_env.envs.minivqa.pipeline import MiniRecipe
+
+        # The recipe too: the world's loss signal is computed with it (a recipe change rebuilds the signals).
+        blob = json.dumps({"world": self.world.fingerprint(), "base": self.base_fingerprint(), "version": 7,
+                           "signal_recipe": asdict(MiniRecipe().lora)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def base_fingerprint(self) -> str:

@@ -33,8 +33,8 @@ SHIPPED_SHA256 = {
 #: world (another seed, a secret, a preset, another recipe) computes its own.
 SHIPPED_LOSS = {
     # Curation-MiniVQA-v0, world seed 0, no secret (world v7), MiniRecipe's LoRA recipe, PROXY_SHARE 0.05
-    "e65accc3269c3777c467cf3215087df1032d0478d78b067320c4ed0e6e8c92ce":
-        "5f13e7d2f3c11dc90639483b7a1670434a3b25e3becae4857adfffcb8585b5ee",
+    "c77d3567a79b21cd60d1f696cf8411a2c3d476b9c4ad65e5b35468021912d530":
+        "4ea56340e00d90de43eff889f75f02b222c6e488b1ef712f8365b5564b52f91b",
 }
 #: Bumped when the loss signal's computation changes in a way its inputs (``signal_key``) do not show: the
 #: code of ``setup.early_training_loss`` (folds, seeds), ``llava_pipeline.finetune_lora`` /

@@ -103,7 +103,7 @@ def draft(source: str, scene: Scene | None, rng: np.random.Generator) -> Draft |
         turns = [(f"{q}\n{Q.SHORT}", a, k) for q, a, k in _ask([Q.relation_q], scene, rng, int(rng.integers(1, 4)))]
         return Draft(source, scene, turns) if turns else None
     if source == "mc":
-        turns = [(f"{q}\n{Q.LETTER}", a, k) for q, a, k in _ask([Q.choice_q], scene, rng, 1)]
+        turns = [(f"{q}\n{Q.OPTION}", a, k) for q, a, k in _ask([Q.choice_q], scene, rng, 1)]
         return Draft(source, scene, turns) if turns else None
     if source == "count":
         turns = [(f"{q}\n{Q.SHORT}", a, k) for q, a, k in _ask([Q.count_q], scene, rng, int(rng.integers(1, 3)))]
