@@ -27,7 +27,7 @@ class MiniRecipe:
     """MiniVQA's fixed recipe: LLaVA-1.5's LoRA recipe scaled to a 1.3M-parameter model.
 
     Two epochs of batch 16 at twice v6's learning rates: 125 steps for a 1,000-example submission, about
-    12 s on 2 cores (v6: six epochs of batch 32, 188 steps, 40 s). Measured against the v6 recipe in the
+    13 s on 2 cores (v6: six epochs of batch 32, 188 steps, 40 s). Measured against the v6 recipe in the
     README's "Speed" section."""
 
     lora: LoraRecipe = field(default_factory=lambda: LoraRecipe(
