@@ -172,17 +172,24 @@ def fidelity(result: dict[str, Any]) -> dict[str, Any]:
         if "random30" in rows:
             checks["random 30% < CLIP score top 30%"] = gap(rows["random30"], rows["clip_score30"])
         return checks
+    # A table of some policies only (``--policies``) gets the checks its rows allow.
     scripted = {k: v for k, v in rows.items() if k not in ("base", "full", "random")}
-    best_name = max(scripted, key=lambda k: scripted[k]["mean"])
-    best, rand, base = scripted[best_name], rows["random"], rows["base"]
-    full = rows.get("full")
-    checks = {"best_scripted": best_name}
-    checks["base < random"] = gap(base, rand)
-    checks["random < best scripted"] = gap(rand, best)
-    if full:
+    base, rand, full = rows.get("base"), rows.get("random"), rows.get("full")
+    checks: dict[str, Any] = {}
+    best = None
+    if scripted:
+        best_name = max(scripted, key=lambda k: scripted[k]["mean"])
+        best = scripted[best_name]
+        checks["best_scripted"] = best_name
+    if base and rand:
+        checks["base < random"] = gap(base, rand)
+    if rand and best:
+        checks["random < best scripted"] = gap(rand, best)
+    if full and best:
         checks["best scripted < full"] = gap(best, full)
-        span = full["mean"] - base["mean"]
-        checks["gain recovered"] = (best["mean"] - base["mean"]) / span if span else float("nan")
+        if base:
+            span = full["mean"] - base["mean"]
+            checks["gain recovered"] = (best["mean"] - base["mean"]) / span if span else float("nan")
     return checks
 
 

@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from curbench_env.agents.baselines import kendall_tau
@@ -56,9 +57,9 @@ def test_top_loss_with_the_p95_noise_filter_beats_plain_top_loss_on_the_small_pr
     the early-training loss is mostly the injected noise, so plain top-loss trains on it and the p95
     filter removes it. On the small preset (the shipped base model, a 4,000-example pool; the tiny
     preset's briefly aligned model learns too little for any order to show), through the terminal as an
-    agent submits. Scores are repeatable on a machine kind, so one training seed is one measurement
-    (world v6's recipe measured 17.25 vs 14.25 at seed 0, 16.75 vs 13.75 at seed 1; the README's table has
-    four world seeds of the default preset with 3 training seeds each)."""
+    agent submits. Scores are repeatable on a machine kind; the margin at one seed is small on this pool
+    (world v7 measured 20.25 vs 18.0 at seed 0, 20.25 vs 19.5 at seed 1), so the test compares two seeds'
+    means (the README's table has four world seeds of the default preset with 3 training seeds each)."""
     import gymnasium as gym
     from curbench_env.agents.scripted import SinglePolicyAgent
 
@@ -69,7 +70,7 @@ def test_top_loss_with_the_p95_noise_filter_beats_plain_top_loss_on_the_small_pr
     try:
         scores: dict[str, list[float]] = {}
         for policy in ("top_loss", "top_loss_p95"):
-            for seed in range(1):
+            for seed in range(2):
                 run_episode(env, SinglePolicyAgent(policy, seed=seed), seed=seed, progress=False)
                 scores.setdefault(policy, []).append(env.unwrapped.history[-1]["average"])
     finally:
@@ -170,3 +171,31 @@ def test_the_curators_knob_defaults_are_the_scripts_defaults():
             assert m and float(m[1]) == float(default) if knob != "--order" else m[1] == default, (script, knob)
             assert default in values
 
+
+
+def test_the_loss_policies_rank_within_one_question_type_of_one_source():
+    """``type_of`` (the loss policies' unit of comparison) ignores case and spacing, so a lightly edited
+    near duplicate ranks with its original instead of forming a small type of its own that the balanced
+    fill takes whole; and it separates one-question records from multi-question ones (a record's loss
+    averages over its answers), so single yes/no questions are not outranked by the multi-turn records
+    that open with the same question."""
+    import importlib.util
+
+    import curbench_env.agents.scripts as scripts
+
+    spec = importlib.util.spec_from_file_location("_common", Path(scripts.__path__[0]) / "_common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+
+    def rec(*turns: str, image: str = "coco/1.png") -> dict:
+        conv = []
+        for k, q in enumerate(turns):
+            conv += [{"from": "human", "value": ("<image>\n" if k == 0 else "") + q}, {"from": "gpt", "value": "yes"}]
+        return {"id": "x", "image": image, "conversations": conv}
+
+    yes_no = "Is there a shape at the top left?\nPlease answer yes or no."
+    region = "Provide a short description for this region: [0.0, 0.0, 0.5, 0.5]"
+    assert common.type_of(rec(yes_no)) == common.type_of(rec(yes_no.replace(" ", "  ", 1)))
+    assert common.type_of(rec(region, image="vg/1.png")) == common.type_of(rec("p" + region[1:], image="vg/1.png"))
+    assert common.type_of(rec(yes_no)) != common.type_of(rec(yes_no, "What shape is at the top right?"))
+    assert common.type_of(rec(yes_no)) != common.type_of(rec(yes_no, image="gqa/1.png"))

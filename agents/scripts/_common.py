@@ -48,10 +48,18 @@ def group_of(rec):
 
 
 def type_of(rec):
-    """A finer source guess: the group plus the first question's opening words ("how many",
-    "is there", "what color"...), case and spacing ignored: one question type of one source."""
-    q = rec["conversations"][0]["value"].replace("<image>", "").strip().lower()
-    return re.sub(r"\s+", " ", group_of(rec).lower()) + "|" + " ".join(re.findall(r"[a-z]+", q)[:2])
+    """A finer source guess, for ranking within comparable examples: the group, the first question's
+    opening words ("how many", "is there", "what color"...) and whether the record asks one question or
+    several (a record's loss averages over its answers, so one-question and multi-question records sit on
+    different loss scales); case and spacing ignored, so lightly edited copies land with their originals."""
+    conv = rec["conversations"]
+    lines = [re.sub(r"\s+", " ", x).strip().lower() for x in conv[0]["value"].replace("<image>", "").strip().split("\n")]
+    fmt = lines[-1] if len(lines) > 1 and lines[-1].startswith(("answer", "provide", "please")) else ""
+    if lines[0].startswith(("provide the bounding box", "provide a short description")):
+        fmt = lines[0].split(":")[0]
+    prefix = rec["image"].split("/")[0] if "image" in rec else "text"
+    words = " ".join(re.findall(r"[a-z]+", lines[0])[:2])
+    return f"{prefix}|{fmt[:40]}|{words}|{'one' if len(conv) <= 2 else 'several'}"
 
 
 def format_ok(rec):
