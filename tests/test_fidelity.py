@@ -199,3 +199,28 @@ def test_the_loss_policies_rank_within_one_question_type_of_one_source():
     assert common.type_of(rec(region, image="vg/1.png")) == common.type_of(rec("p" + region[1:], image="vg/1.png"))
     assert common.type_of(rec(yes_no)) != common.type_of(rec(yes_no, "What shape is at the top right?"))
     assert common.type_of(rec(yes_no)) != common.type_of(rec(yes_no, image="gqa/1.png"))
+
+
+def test_the_format_mix_drops_repeated_records_not_repeated_questions(tmp_path):
+    """The quality mix's exact-duplicate filter keys on the picture and the text: short-answer records
+    repeat their text across pictures ("How many shapes are there? 3"), and keying on the image folder
+    instead dropped all but a few dozen counting, yes/no and multiple-choice records (benchmark_formats
+    picked 18 counting and 13 yes/no records of world 0's 1,000 before; 48 and 150 after)."""
+    import curbench_env.agents.scripts as scripts
+    import numpy as np
+
+    ask = "<image>\nHow many shapes are there?\nAnswer the question using a single word or phrase."
+    pool = [{"id": f"c{k}", "image": f"coco/train2017/{k}.png",
+             "conversations": [{"from": "human", "value": ask}, {"from": "gpt", "value": "3"}]} for k in range(10)]
+    pool.append(dict(pool[4], id="dup"))  # a repeat: the same picture, the same text
+    (tmp_path / "signals").mkdir()
+    (tmp_path / "pool.json").write_text(json.dumps(pool))
+    (tmp_path / "signals" / "ids.json").write_text(json.dumps([r["id"] for r in pool]))
+    np.save(tmp_path / "signals" / "loss.npy", np.linspace(1.0, 2.0, len(pool)).astype(np.float32))
+    np.save(tmp_path / "signals" / "image_emb.npy", np.random.default_rng(0).normal(size=(len(pool), 4)).astype(np.float32))
+    out = tmp_path / "picks.txt"
+    proc = subprocess.run([sys.executable, str(Path(scripts.__path__[0]) / "quality_mix.py"), "--formats", "benchmark",
+                           "--noise-pct", "100", "--odd-pct", "100", "--budget", "50", "--out", str(out)],
+                          env={**os.environ, "POOL": str(tmp_path)}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(out.read_text().split()) == sorted(r["id"] for r in pool[:10])

@@ -10,8 +10,8 @@ _, txt = signal("text_emb.npy")
 row = {i: k for k, i in enumerate(ids_sig)}
 seen, kept = set(), []
 for r in pool:
-    key = (r.get("image", "").split("/")[0], " ".join(t["value"] for t in r["conversations"]).lower().split())
-    key = (key[0], tuple(key[1]))
+    # The same picture and the same text (short answers repeat their text across pictures).
+    key = (r.get("image", ""), tuple(" ".join(t["value"] for t in r["conversations"]).lower().split()))
     if key in seen or "image" not in r or not format_ok(r):
         continue
     seen.add(key)

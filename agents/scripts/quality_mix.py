@@ -20,7 +20,9 @@ lengths = np.array([answer_words(r) for r in pool])
 cap = np.percentile(lengths, 95)
 seen, kept = set(), []
 for r, n in zip(pool, lengths, strict=True):
-    key = (r["image"].split("/")[0], " ".join(t["value"] for t in r["conversations"]).lower())
+    # An exact duplicate repeats a record: the same picture and the same text. Short-answer records repeat
+    # their text across pictures ("How many shapes are there? 3"), so the picture is part of the key.
+    key = (r["image"], " ".join(" ".join(t["value"] for t in r["conversations"]).lower().split()))
     if key in seen or not format_ok(r) or n > cap:
         continue
     if a.formats == "benchmark" and not any(f in r["conversations"][0]["value"] for f in BENCHMARK_FORMATS):
