@@ -16,10 +16,10 @@ Why curation matters here, and which policies win (world v7):
   each type is mostly noise and the band below it is hard-but-valid examples (more objects, rarer
   answers, the skills the proxy had not yet learned). Plain top-loss (EL2N) therefore picks the
   noise and is the worst policy; top-loss with a p95 noise filter picks the hard valid band and
-  beats it by 10-16 points. Under v7 the p95 policy is second best on two of the four reference
-  worlds and behind the pure defect filters (format, length, duplicates, odd pictures) on the other
-  two, where its subsets miss the yes/no format (the README's fidelity table; issue 22's bar asks
-  for "among the best two" everywhere, which v6 met and v7 does not yet).
+  beats it by 10-16 points. The policies rank within one question type of one source, one-question
+  and multi-question records apart (a record's loss averages over its answers). On the four
+  reference worlds the p95 policy is second best (after the format mix) on three and third on one,
+  where the pure defect filter beats it inside the seed spread (the README's fidelity table).
 * **Every benchmark is learnable from the pool.** World v7 adds single-question yes/no records (VQAv2's
   yes/no third): as one turn among two to five of a ``vqa`` record, the occupancy and size yes/no
   questions stayed at chance even for the full pool (v6); as records of their own the full pool
