@@ -36,9 +36,21 @@ def signal(name):
     return ids, np.load(path)
 
 
+def image_source(rec):
+    """The record's image directory ("coco", "vg", ...), or "text" for a text-only record."""
+    return rec["image"].split("/")[0] if "image" in rec else "text"
+
+
+def repeat_key(rec):
+    """What an exact duplicate shares with its original: the picture and the text (case and spacing
+    ignored). Not the image folder: short-answer records repeat their text across pictures ("How many
+    shapes are there? 3")."""
+    return rec.get("image", ""), " ".join(" ".join(t["value"] for t in rec["conversations"]).lower().split())
+
+
 def group_of(rec):
     """A source guess: image directory + the format instruction of the first prompt."""
-    prefix = rec["image"].split("/")[0] if "image" in rec else "text"
+    prefix = image_source(rec)
     first = rec["conversations"][0]["value"].strip()
     lines = first.split("\n")
     fmt = lines[-1] if len(lines) > 1 and lines[-1].startswith(("Answer", "Provide", "Please")) else ""
@@ -57,7 +69,7 @@ def type_of(rec):
     fmt = lines[-1] if len(lines) > 1 and lines[-1].startswith(("answer", "provide", "please")) else ""
     if lines[0].startswith(("provide the bounding box", "provide a short description")):
         fmt = lines[0].split(":")[0]
-    prefix = rec["image"].split("/")[0] if "image" in rec else "text"
+    prefix = image_source(rec)
     words = " ".join(re.findall(r"[a-z]+", lines[0])[:2])
     return f"{prefix}|{fmt[:40]}|{words}|{'one' if len(conv) <= 2 else 'several'}"
 

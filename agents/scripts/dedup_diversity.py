@@ -1,7 +1,7 @@
 """Deduplication + diversity: drop exact and near duplicates (same picture embedding and
 question), then greedy k-center on embeddings inside each source group (coreset-style)."""
 import numpy as np
-from _common import args, format_ok, group_of, load_pool, signal, write
+from _common import args, format_ok, group_of, load_pool, repeat_key, signal, write
 
 a = args({"--near": {"type": float, "default": 0.995}})
 pool = load_pool()
@@ -10,8 +10,7 @@ _, txt = signal("text_emb.npy")
 row = {i: k for k, i in enumerate(ids_sig)}
 seen, kept = set(), []
 for r in pool:
-    # The same picture and the same text (short answers repeat their text across pictures).
-    key = (r.get("image", ""), tuple(" ".join(t["value"] for t in r["conversations"]).lower().split()))
+    key = repeat_key(r)
     if key in seen or "image" not in r or not format_ok(r):
         continue
     seen.add(key)

@@ -6,7 +6,18 @@ With --formats benchmark, only groups whose prompts ask for one of the benchmark
 formats (short answer, option text, yes/no, region description) are kept: the ARDS idea of
 format groups, used to spend the budget where the evaluation is."""
 import numpy as np
-from _common import answer_words, args, balanced, format_ok, group_of, load_pool, signal, write
+from _common import (
+    answer_words,
+    args,
+    balanced,
+    format_ok,
+    group_of,
+    image_source,
+    load_pool,
+    repeat_key,
+    signal,
+    write,
+)
 
 a = args({"--noise-pct": {"type": float, "default": 70.0}, "--odd-pct": {"type": float, "default": 97.0},
           "--order": {"choices": ["random", "loss"], "default": "random"},
@@ -20,9 +31,7 @@ lengths = np.array([answer_words(r) for r in pool])
 cap = np.percentile(lengths, 95)
 seen, kept = set(), []
 for r, n in zip(pool, lengths, strict=True):
-    # An exact duplicate repeats a record: the same picture and the same text. Short-answer records repeat
-    # their text across pictures ("How many shapes are there? 3"), so the picture is part of the key.
-    key = (r["image"], " ".join(" ".join(t["value"] for t in r["conversations"]).lower().split()))
+    key = repeat_key(r)
     if key in seen or not format_ok(r) or n > cap:
         continue
     if a.formats == "benchmark" and not any(f in r["conversations"][0]["value"] for f in BENCHMARK_FORMATS):
@@ -32,7 +41,7 @@ for r, n in zip(pool, lengths, strict=True):
 groups = {r["id"]: group_of(r) for r in kept}
 # Broken pictures: far from the mean picture embedding of their image source.
 E = np.stack([img[row[r["id"]]] for r in kept])
-src = np.array([r["image"].split("/")[0] for r in kept])
+src = np.array([image_source(r) for r in kept])
 odd = np.zeros(len(kept), dtype=bool)
 for s in sorted(set(src)):
     m = src == s
