@@ -115,15 +115,19 @@ def list_envs() -> None:
 def setup(env: Annotated[str, typer.Argument(help="Env id to prepare.")] = "Curation-MiniVQA-v0",
           task_preset: PresetOpt = None, task_args: TaskArgOpt = None,
           rebuild: Annotated[bool, typer.Option(help="Regenerate the base model from its seed and compare it "
-                                                     "with the shipped one (MiniVQA).")] = False) -> None:
+                                                     "with the shipped one (MiniVQA).")] = False,
+          install: Annotated[bool, typer.Option(help="With --rebuild: use the rebuilt base model for this world "
+                                                     "(by default it is only compared).")] = False) -> None:
     """Build (once) what an env needs: its world, base model and signals. Cached in $CURBENCH_HOME."""
     from curbench_env.registry import env_entry, load_task, task_kwargs_for
 
     task = load_task(env_entry(env).task, **task_kwargs_for(env, task_kwargs(task_preset, task_args)))
+    if install and not rebuild:
+        raise ValueError("--install goes with --rebuild (it installs the rebuilt base model)")
     if rebuild:
         if not hasattr(task, "rebuild_base_model"):
             raise ValueError(f"{env} has no base model to rebuild (only Curation-MiniVQA-v0 ships one)")
-        report = task.rebuild_base_model(log=console.print)
+        report = task.rebuild_base_model(log=console.print, install=install)
         if report is None:
             console.print("rebuilt; no base model ships for this preset, so there is nothing to compare with")
         else:
@@ -132,7 +136,8 @@ def setup(env: Annotated[str, typer.Argument(help="Env id to prepare.")] = "Cura
             what = "base model and loss signal" if "signals/loss.npy" in report else "base model"
             console.print(f"the rebuilt {what}: byte-identical to the shipped files" if all(report.values()) else
                           f"the rebuilt {what}: not identical to the shipped files (another torch build or CPU kind "
-                          "computes them differently); what was rebuilt is installed for this world")
+                          "computes them differently); " + ("the rebuilt model is installed for this world" if install
+                                                            else "the world keeps the shipped model"))
         return
     with console.status(f"preparing {env} ..."):
         task.prepare()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -202,6 +203,11 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: np.rand
     return [batches[k] for k in rng.permutation(len(batches))]
 
 
+#: The LoRA init is the only draw from torch's global RNG in a fine-tune (the recipes use no dropout), so
+#: holding this lock around the seeding and the init keeps concurrent fine-tunes deterministic.
+_SEEDED_INIT = threading.Lock()
+
+
 def finetune_lora(base: torch.nn.Module, examples: Sequence[Encoded], images: Callable[[list[int]], torch.Tensor],
                   recipe: LoraRecipe, *, seed: int, pad_id: int, log: Callable[[str], None] = print,
                   projector_name: str = "multi_modal_projector") -> torch.nn.Module:
@@ -212,8 +218,9 @@ def finetune_lora(base: torch.nn.Module, examples: Sequence[Encoded], images: Ca
 
     # peft calls a transformers API deprecated in v5; the warning says nothing to our users.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-    torch.manual_seed(seed)
-    model = get_peft_model(copy.deepcopy(base), lora_config(recipe, projector_name))
+    with _SEEDED_INIT:  # fine-tunes running at once (threads on one GPU) must not interleave on torch's global RNG
+        torch.manual_seed(seed)
+        model = get_peft_model(copy.deepcopy(base), lora_config(recipe, projector_name))
     opt = recipe_optimizer(model, recipe, projector_name)
     rng = np.random.default_rng(seed)
     per_epoch = max(1, math.ceil(len(examples) / recipe.batch_size))

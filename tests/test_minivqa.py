@@ -137,6 +137,46 @@ def test_pipeline_is_deterministic_and_scores_eight_benchmarks(tiny_world):
     assert "step" in a.train_log and a.eval_log.count("\n") == sum(1 for _ in (tiny_world / "hidden" / "benchmarks.jsonl").open())
 
 
+def test_submissions_scored_at_once_score_what_they_score_one_after_another(tiny_world, monkeypatch):
+    """device=cuda trains several submissions at once on one GPU (threads of one process share its
+    pipeline); the same code runs on CPU when the machine's scoring slots allow it."""
+    import re
+    import threading
+
+    from curbench_env.envs.minivqa import pipeline as P
+
+    from curbench_env.submission import Selection
+
+    ids = [r["id"] for r in json.loads((tiny_world / "pool" / "pool.json").read_text())]
+    jobs = [(Selection(ids=ids[k * 48:(k + 1) * 48]), seed) for k, seed in ((0, 0), (1, 1), (2, 0))]
+
+    def steps(result):  # the training log without its timings
+        return re.sub(r"\([0-9.]+s\)", "", result.train_log)
+
+    serial = [P.MiniVQAPipeline(tiny_world).run(sel, tiny_world / f"serial{k}", seed) for k, (sel, seed) in enumerate(jobs)]
+    monkeypatch.setenv("CURBENCH_SCORING_SLOTS", "3")
+    together = threading.Barrier(3, timeout=120)  # breaks unless all three fine-tunes run at the same time
+    finetune = P.finetune_lora
+
+    def finetune_together(*args, **kwargs):
+        together.wait()
+        return finetune(*args, **kwargs)
+
+    monkeypatch.setattr(P, "finetune_lora", finetune_together)
+    shared = P.MiniVQAPipeline(tiny_world)
+    results: dict[int, object] = {}
+    threads = [threading.Thread(target=lambda k=k, sel=sel, seed=seed: results.__setitem__(
+        k, shared.run(sel, tiny_world / f"together{k}", seed))) for k, (sel, seed) in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [0, 1, 2]
+    for k, one in enumerate(serial):
+        assert results[k].scores == one.scores and steps(results[k]) == steps(one), k
+    assert len({steps(r) for r in serial}) == 3  # three different fine-tunes, not one
+
+
 def test_saving_the_base_model_prints_no_third_party_noise(tiny_world, tmp_path):
     """`curbench setup` on a CPU machine: no DeepSpeed accelerator notice, no shard progress bar."""
     import subprocess
@@ -275,6 +315,25 @@ def test_a_shipped_base_model_skips_stage1_and_is_verified(tiny_world, tmp_path,
     assert (root / "pool" / "signals" / "loss.npy").exists() and (root / "READY").exists()
 
 
+def test_a_gpu_scores_the_shipped_base_model_too(tiny_world, tmp_path, monkeypatch):
+    """device=cuda installs the same shipped weights (the base model's fingerprint leaves the device out);
+    its world lives apart (its embeddings are computed on the GPU) and a non-shipped alignment is cached
+    per device."""
+    from dataclasses import replace
+
+    from curbench_env.envs.minivqa.setup import PRESETS, install_base_model
+
+    cpu = PRESETS["tiny"]
+    gpu = replace(cpu, stage1=replace(cpu.stage1, device="cuda"))
+    assert gpu.base_fingerprint() == cpu.base_fingerprint() and gpu.fingerprint() != cpu.fingerprint()
+    _ship(monkeypatch, tiny_world / "base_model", cpu.base_fingerprint())
+    said: list[str] = []
+    install_base_model(gpu, tmp_path / "base_model", log=said.append)
+    assert any("shipped stage-1 weights" in m for m in said) and not any("alignment" in m for m in said)
+    assert (tmp_path / "base_model" / "model.safetensors").read_bytes() == (
+        tiny_world / "base_model" / "model.safetensors").read_bytes()
+
+
 def test_a_damaged_shipped_base_model_is_refused_with_the_fix(tiny_world, tmp_path, monkeypatch):
     import shutil
 
@@ -355,8 +414,18 @@ def test_setup_rebuild_compares_the_base_model_and_the_loss_signal_with_the_ship
     home = tmp_path / "home"
     shutil.copytree(tiny_world, home / "minivqa" / tiny_world.name)
     monkeypatch.setenv("CURBENCH_HOME", str(home))
+    world = home / "minivqa" / tiny_world.name
+    before = (world / "base_model" / "model.safetensors").stat().st_mtime_ns
     said: list[str] = []
     report = rebuild_base_model(PRESETS["tiny"], log=said.append)
     assert report == {"model.safetensors": True, "tokenizer.json": True, "minivqa_model.json": True,
                       "signals/loss.npy": True}, said
     assert any("recomputing the loss signal" in m for m in said) and any("proxy model 2/2" in m for m in said)
+    # Compared, not installed: the world keeps its model; the rebuilt one waits beside it for inspection.
+    assert (world / "base_model" / "model.safetensors").stat().st_mtime_ns == before
+    assert (world.parent / f"{world.name}.rebuild" / "base_model" / "model.safetensors").exists()
+    assert any("the world keeps its own" in m for m in said)
+    said.clear()
+    assert rebuild_base_model(PRESETS["tiny"], log=said.append, install=True)["model.safetensors"]
+    assert any("installed the rebuilt model for this world (the same bytes)" in m for m in said), said
+    assert (world / "base_model" / "model.safetensors").stat().st_mtime_ns != before

@@ -48,30 +48,29 @@ def repeat_key(rec):
     return rec.get("image", ""), " ".join(" ".join(t["value"] for t in rec["conversations"]).lower().split())
 
 
+def _first_prompt(rec):
+    """The first prompt's lines, without the image token, case and spacing normalised."""
+    first = rec["conversations"][0]["value"].replace("<image>", "").strip()
+    return [re.sub(r"\s+", " ", x).strip().lower() for x in first.split("\n")]
+
+
 def group_of(rec):
-    """A source guess: image directory + the format instruction of the first prompt."""
-    prefix = image_source(rec)
-    first = rec["conversations"][0]["value"].strip()
-    lines = first.split("\n")
-    fmt = lines[-1] if len(lines) > 1 and lines[-1].startswith(("Answer", "Provide", "Please")) else ""
-    if first.startswith(("Provide the bounding box", "Provide a short description")):
-        fmt = first.split(":")[0]
-    return f"{prefix}|{fmt[:40]}"
+    """A source guess: image directory + the format instruction of the first prompt (case and spacing
+    ignored, so lightly edited copies land with their originals, not in small groups of their own)."""
+    lines = _first_prompt(rec)
+    fmt = lines[-1] if len(lines) > 1 and lines[-1].startswith(("answer", "provide", "please")) else ""
+    if lines[0].startswith(("provide the bounding box", "provide a short description")):
+        fmt = lines[0].split(":")[0]
+    return f"{image_source(rec)}|{fmt[:40]}"
 
 
 def type_of(rec):
     """A finer source guess, for ranking within comparable examples: the group, the first question's
     opening words ("how many", "is there", "what color"...) and whether the record asks one question or
     several (a record's loss averages over its answers, so one-question and multi-question records sit on
-    different loss scales); case and spacing ignored, so lightly edited copies land with their originals."""
-    conv = rec["conversations"]
-    lines = [re.sub(r"\s+", " ", x).strip().lower() for x in conv[0]["value"].replace("<image>", "").strip().split("\n")]
-    fmt = lines[-1] if len(lines) > 1 and lines[-1].startswith(("answer", "provide", "please")) else ""
-    if lines[0].startswith(("provide the bounding box", "provide a short description")):
-        fmt = lines[0].split(":")[0]
-    prefix = image_source(rec)
-    words = " ".join(re.findall(r"[a-z]+", lines[0])[:2])
-    return f"{prefix}|{fmt[:40]}|{words}|{'one' if len(conv) <= 2 else 'several'}"
+    different loss scales)."""
+    words = " ".join(re.findall(r"[a-z]+", _first_prompt(rec)[0])[:2])
+    return f"{group_of(rec)}|{words}|{'one' if len(rec['conversations']) <= 2 else 'several'}"
 
 
 def format_ok(rec):
@@ -92,11 +91,15 @@ def answer_words(rec):
     return sum(len(t["value"].split()) for t in rec["conversations"][1::2])
 
 
-def balanced(groups, ranked_ids, budget):
-    """Fill the budget round-robin over groups, each group in the given rank order."""
+def balanced(groups, ranked_ids, budget, within=None):
+    """Fill the budget round-robin over groups, each group in the given rank order; with ``within`` (id ->
+    subgroup), each group's turns go round-robin over its subgroups, so a source asked in many ways gets
+    no more of the budget than one asked in one way."""
     by = {}
     for i in ranked_ids:
         by.setdefault(groups[i], []).append(i)
+    if within is not None:
+        by = {g: balanced(within, ids, len(ids)) for g, ids in by.items()}
     out, queues = [], [list(reversed(v)) for v in by.values()]
     while len(out) < budget and any(queues):
         for q in queues:

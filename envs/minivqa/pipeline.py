@@ -36,9 +36,9 @@ class MiniRecipe:
     eval_batch_size: int = 200
     max_new_tokens: int = 12
     threads: int = 2
-    #: "cpu" is the reference (the scores in the README). "cuda" runs the same recipe on a GPU
-    #: for large sweeps; its scores are close to the CPU's but not identical, so it is part of
-    #: the fingerprint and results are cached apart.
+    #: "cpu" is the reference (the scores in the README). "cuda" runs the same recipe on the same
+    #: base model on a GPU for large sweeps, several submissions at once; its scores are close to the
+    #: CPU's but not identical, so it is part of the fingerprint and results are cached apart.
     device: str = "cpu"
 
 
@@ -48,14 +48,33 @@ class MiniVQAPipeline:
     def __init__(self, world_dir: Path, recipe: MiniRecipe = MiniRecipe()) -> None:
         self.world_dir = Path(world_dir)
         self.recipe = recipe
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # loading and the encoding cache
+        self._sem: threading.BoundedSemaphore | None = None
         self._loaded = False
+
+    #: Submissions one GPU trains and evaluates at once (a 1.3M-parameter model leaves a GPU mostly idle;
+    #: ``$CURBENCH_SCORING_SLOTS`` overrides it).
+    GPU_CONCURRENCY = 4
 
     @property
     def scoring_slots(self) -> int:
-        """Submissions this machine trains at once (the scorer's queue): one per ``threads`` cores on
-        CPU, one per GPU run."""
-        return 1 if self.recipe.device != "cpu" else max(1, (os.cpu_count() or 2) // self.recipe.threads)
+        """Submissions this machine trains at once (the scorer's queue, shared by processes): one per
+        ``threads`` cores on CPU, :attr:`GPU_CONCURRENCY` on a GPU."""
+        if self.recipe.device != "cpu":
+            return self.GPU_CONCURRENCY
+        return max(1, (os.cpu_count() or 2) // self.recipe.threads)
+
+    @property
+    def _running(self) -> threading.BoundedSemaphore:
+        """How many of this process's threads train or evaluate at once: the machine's scoring slots
+        (``$CURBENCH_SCORING_SLOTS`` or :attr:`scoring_slots`). Each run fine-tunes its own copy of the
+        base model and seeds its init under a lock, so concurrent runs score what serial runs score."""
+        with self._lock:
+            if self._sem is None:
+                from curbench_env.scorer import scoring_slots
+
+                self._sem = threading.BoundedSemaphore(scoring_slots(self.scoring_slots))
+            return self._sem
 
     # -- lazy state ----------------------------------------------------------------------
     def _load(self) -> None:
@@ -107,15 +126,16 @@ class MiniVQAPipeline:
 
     # -- the contract ----------------------------------------------------------------------
     def run(self, selection: Selection, workdir: Path, seed: int) -> EvalResult:
-        with self._lock, torch_threads(self.recipe.threads):
+        with self._lock:
             self._load()
+            examples = [self.encode(i, selection.rewrites.get(i, {}).get("conversations")) for i in selection.ids]
+        with self._running, torch_threads(self.recipe.threads):
             workdir.mkdir(parents=True, exist_ok=True)
             log_lines: list[str] = []
 
             def log(msg: str) -> None:
                 log_lines.append(msg)
 
-            examples = [self.encode(i, selection.rewrites.get(i, {}).get("conversations")) for i in selection.ids]
             t0 = time.monotonic()
             log(f"LoRA fine-tune on {len(examples)} examples, seed {seed}: {json.dumps(asdict(self.recipe.lora))}")
             model = finetune_lora(self.model, examples, M.image_loader(self.images), self.recipe.lora, seed=seed,
@@ -130,8 +150,9 @@ class MiniVQAPipeline:
                               train_log=train_log, eval_log=eval_log, extra={"examples": len(examples)})
 
     def base_result(self, seed: int) -> EvalResult:
-        with self._lock, torch_threads(self.recipe.threads):
+        with self._lock:
             self._load()
+        with self._running, torch_threads(self.recipe.threads):
             scores, eval_log, eval_s = self.evaluate(self.model)
             return EvalResult(scores=scores, average=float(np.mean(list(scores.values()))),
                               timings={"train_s": 0.0, "eval_s": round(eval_s, 2)}, eval_log=eval_log)

@@ -35,7 +35,10 @@ class Stage1Config:
     batch_size: int = 64
     learning_rate: float = 2e-3
     seed: int = 0
-    device: str = "cpu"  # "cuda" aligns on a GPU (a different base model: part of the fingerprint)
+    #: Where a preset whose base model does not ship is aligned ("cuda": on a GPU, which rounds differently,
+    #: so that alignment is cached apart). Not part of the base model's fingerprint: the shipped model
+    #: is every device's base model.
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -52,15 +55,21 @@ class MiniVQAPreset:
         from curbench_env.envs.minivqa.pipeline import MiniRecipe
 
         # The recipe too: the world's loss signal is computed with it (a recipe change rebuilds the signals).
-        blob = json.dumps({"world": self.world.fingerprint(), "base": self.base_fingerprint(), "version": 7,
-                           "signal_recipe": asdict(MiniRecipe().lora)}, sort_keys=True)
+        # The device too (a GPU computes its world's embeddings itself, so its world is cached apart).
+        blob = json.dumps({"world": self.world.fingerprint(), "base": self._base_hash(with_device=True),
+                           "version": 7, "signal_recipe": asdict(MiniRecipe().lora)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def base_fingerprint(self) -> str:
-        """What the base model depends on: sizes, alignment recipe, stage-1 corpus, vocabulary."""
-        import hashlib
+        """What the base model depends on: sizes, alignment recipe, stage-1 corpus, vocabulary; not the
+        device (the shipped model is every device's)."""
+        return self._base_hash(with_device=False)
 
-        blob = json.dumps({"model": asdict(self.model), "stage1": asdict(self.stage1),
+    def _base_hash(self, with_device: bool) -> str:
+        stage1 = asdict(self.stage1)
+        if not with_device:
+            del stage1["device"]
+        blob = json.dumps({"model": asdict(self.model), "stage1": stage1,
                            "stage1_captions": self.world.stage1_captions, "vocab": M.vocabulary_sha256()},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -128,7 +137,8 @@ def install_base_model(preset: MiniVQAPreset, target: Path, log: Callable[[str],
         shipped.install(target)
         log("base model: the shipped stage-1 weights (sha256 verified)")
         return
-    cached = curbench_home() / "minivqa" / f"base-{fp}"
+    device = preset.stage1.device
+    cached = curbench_home() / "minivqa" / (f"base-{fp}" if device == "cpu" else f"base-{fp}-{device.replace(':', '')}")
     with build_lock(cached.parent / f"{cached.name}.lock"):
         if not (cached / "config.json").exists():
             log("stage-1 alignment of the base model (once per preset; cached)")
@@ -161,43 +171,57 @@ def build_base_model(preset: MiniVQAPreset, root: Path, log: Callable[[str], Non
 
 
 def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print,
-                       secret: str | None = None) -> dict[str, bool] | None:
-    """Regenerate the world's base model from its seed (stage-1 alignment), install it, and return
-    which pinned files match the shipped ones byte for byte (None when no model ships for the preset;
-    the log says whether it matches the model it replaced). Signals are recomputed when it changed; where
-    the world's loss signal ships, it is recomputed from the rebuilt model and compared too."""
+                       secret: str | None = None, install: bool = False) -> dict[str, bool] | None:
+    """Regenerate the world's base model from its seed (stage-1 alignment) and return which pinned files
+    match the shipped ones byte for byte (None when no model ships for the preset; the log says whether it
+    matches the installed one). Where the world's loss signal ships, it is recomputed from the rebuilt
+    model and compared too.
+
+    The rebuilt model is compared, not used: it stays in ``<world>.rebuild/base_model`` for inspection,
+    and the world keeps the model it had (for the default preset, the reference every machine scores).
+    ``install=True`` replaces the world's model with the rebuilt one (and recomputes its signals when
+    they differ)."""
     import shutil
+
+    from curbench_env.envs.minivqa.pipeline import MiniRecipe
 
     root = ensure_world(preset, log, secret)
     with build_lock(root.parent / f"{root.name}.lock"):
-        fresh = root / "base_model.rebuild"
-        if fresh.exists():
-            shutil.rmtree(fresh)
+        # A view of the world with the rebuilt model in it: the loss signal is recomputed there.
+        view = root.parent / f"{root.name}.rebuild"
+        if view.exists():
+            shutil.rmtree(view)
+        view.mkdir()
+        for part in ("pool", "hidden"):
+            (view / part).symlink_to(root / part, target_is_directory=True)
         log("stage-1 alignment of the base model from its seed")
-        build_base_model(preset, root, log, name=fresh.name)
+        build_base_model(preset, view, log)
+        fresh = view / "base_model"
         same = all((fresh / f).read_bytes() == (root / "base_model" / f).read_bytes()
                    for f in shipped.SHIPPED_SHA256)
-        shutil.rmtree(root / "base_model")
-        fresh.rename(root / "base_model")
-        if same:
-            log("the rebuilt model is byte-identical to the one it replaces")
-        else:
-            log("the rebuilt model differs from the one it replaces: recomputing the pool signals")
-            compute_signals(root, preset.stage1.device, log)
-        from curbench_env.envs.minivqa.pipeline import MiniRecipe
-
+        log(f"the rebuilt model is {'byte-identical to' if same else 'not identical to'} the world's model")
         shipped_signal = shipped.SHIPPED_LOSS.get(loss_signal_key(root, MiniRecipe(device=preset.stage1.device)))
-        if shipped_signal:  # compared, not installed: the world keeps the shipped (reference) signal
+        if shipped_signal:
             log("recomputing the loss signal from the rebuilt model, to compare it with the shipped one")
-            loss = early_training_loss(*_encoded_pool(root, preset.stage1.device), log)
+            loss = early_training_loss(*_encoded_pool(view, preset.stage1.device), log)
             buf = io.BytesIO()
             np.save(buf, loss)
             recomputed = hashlib.sha256(buf.getvalue()).hexdigest()
-    if preset.base_fingerprint() != shipped.SHIPPED_BASE:
-        return None
-    report = shipped.compare(root / "base_model")
-    if shipped_signal:
-        report["signals/loss.npy"] = recomputed == shipped_signal
+        report = shipped.compare(fresh) if preset.base_fingerprint() == shipped.SHIPPED_BASE else None
+        if report is not None and shipped_signal:
+            report["signals/loss.npy"] = recomputed == shipped_signal
+        if install:
+            shutil.rmtree(root / "base_model")
+            shutil.copytree(fresh, root / "base_model")
+            if not same:
+                log("installed the rebuilt model for this world: recomputing its pool signals")
+                compute_signals(root, preset.stage1.device, log)
+            else:
+                log("installed the rebuilt model for this world (the same bytes)")
+        else:
+            log(f"the rebuilt model is in {fresh}; the world keeps its own (install the rebuilt one with --install)")
+        for part in ("pool", "hidden"):
+            (view / part).unlink()
     return report
 
 

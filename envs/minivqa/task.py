@@ -40,8 +40,8 @@ class MiniVQATask(CurationTask):
     setting: ``"sim"``, the simulated MLLM of :mod:`~curbench_env.envs.minivqa.rewriter`, or
     ``litellm:MODEL`` / ``hf:PATH``, with ``rewriter_api_base``), ``rewrite_budget`` (examples per
     episode; default twice the submission budget), ``device``
-    (``"cpu"``, the reference, or ``"cuda"`` for fast sweeps: a GPU aligns its own base model
-    and its scores are close to, not equal to, the CPU's).
+    (``"cpu"``, the reference, or ``"cuda"`` for fast sweeps: a GPU fine-tunes the same shipped base
+    model, several submissions at once, and its scores are close to, not equal to, the CPU's).
     """
 
     name = "minivqa"
@@ -71,11 +71,12 @@ class MiniVQATask(CurationTask):
         self.rewriter_api_base = rewriter_api_base
         self._root: Path | None = None
 
-    def rebuild_base_model(self, log=print) -> dict[str, bool] | None:  # noqa: ANN001
-        """Regenerate the base model from its seed; per pinned file, whether it matches the shipped one."""
+    def rebuild_base_model(self, log=print, install: bool = False) -> dict[str, bool] | None:  # noqa: ANN001
+        """Regenerate the base model from its seed; per pinned file, whether it matches the shipped one.
+        ``install``: use the rebuilt model for this world from now on (else it is only compared)."""
         from curbench_env.envs.minivqa.setup import rebuild_base_model
 
-        return rebuild_base_model(self.preset, log, self._secret)
+        return rebuild_base_model(self.preset, log, self._secret, install=install)
 
     def prepare(self) -> None:
         if self._root is not None:
@@ -98,7 +99,7 @@ class MiniVQATask(CurationTask):
 
     @property
     def device(self) -> str:
-        """Where alignment, fine-tuning and evaluation run (part of the preset's fingerprint)."""
+        """Where fine-tuning and evaluation run (part of the world's fingerprint, not the base model's)."""
         return self.preset.stage1.device
 
     @property
