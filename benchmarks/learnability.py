@@ -39,7 +39,7 @@ def main() -> None:
     task = MiniVQATask(a.preset, seed=a.world_seed)
     task.prepare()
     p = task.pipeline
-    p._load()
+    p.load()
     names = [b.name for b in BENCHMARKS]
     chance = {b.name: 100.0 / len(b.answers) if b.answers else 0.0 for b in BENCHMARKS}
 

@@ -121,9 +121,9 @@ def setup(env: Annotated[str, typer.Argument(help="Env id to prepare.")] = "Cura
     """Build (once) what an env needs: its world, base model and signals. Cached in $CURBENCH_HOME."""
     from curbench_env.registry import env_entry, load_task, task_kwargs_for
 
-    task = load_task(env_entry(env).task, **task_kwargs_for(env, task_kwargs(task_preset, task_args)))
     if install and not rebuild:
         raise ValueError("--install goes with --rebuild (it installs the rebuilt base model)")
+    task = load_task(env_entry(env).task, **task_kwargs_for(env, task_kwargs(task_preset, task_args)))
     if rebuild:
         if not hasattr(task, "rebuild_base_model"):
             raise ValueError(f"{env} has no base model to rebuild (only Curation-MiniVQA-v0 ships one)")

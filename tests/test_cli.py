@@ -66,6 +66,13 @@ def test_an_argument_the_task_does_not_take_is_one_line(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def test_install_without_rebuild_is_one_line_and_builds_nothing(tmp_path):
+    out = curbench("setup", "Curation-MiniVQA-v0", "--preset", "tiny", "--install",
+                   env={**os.environ, "CURBENCH_HOME": str(tmp_path)})
+    assert out.returncode == 2 and "--install goes with --rebuild" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "minivqa").exists()
+
+
 def test_a_device_the_machine_lacks_is_refused_before_any_build(tmp_path):
     import torch
 

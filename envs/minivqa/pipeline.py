@@ -77,6 +77,12 @@ class MiniVQAPipeline:
             return self._sem
 
     # -- lazy state ----------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the base model, the pool and the benchmarks (once, thread-safe): what a run uses, and what
+        the world's signals and the diagnostics in ``benchmarks/`` read (``model``, ``encoder``, ``records``...)."""
+        with self._lock:
+            self._load()
+
     def _load(self) -> None:
         if self._loaded:
             return

@@ -279,7 +279,7 @@ def _encoded_pool(root: Path, device: str) -> tuple[Any, list, Callable]:
 
     torch.set_num_threads(2)
     p = MiniVQAPipeline(root, MiniRecipe(device=device))
-    p._load()
+    p.load()
     return p, [p.encode(i) for i in p.records], M.image_loader(p.images)
 
 
