@@ -429,3 +429,19 @@ def test_setup_rebuild_compares_the_base_model_and_the_loss_signal_with_the_ship
     assert rebuild_base_model(PRESETS["tiny"], log=said.append, install=True)["model.safetensors"]
     assert any("installed the rebuilt model for this world (the same bytes)" in m for m in said), said
     assert (world / "base_model" / "model.safetensors").stat().st_mtime_ns != before
+    # A world whose model differs from the rebuild (here: damaged) keeps it unless told to install.
+    with open(world / "base_model" / "model.safetensors", "r+b") as fh:
+        fh.seek(-8, 2)
+        fh.write(b"\0" * 8)
+    damaged = (world / "base_model" / "model.safetensors").read_bytes()
+    said.clear()
+    rebuild_base_model(PRESETS["tiny"], log=said.append)
+    assert any("not identical to the world's model" in m for m in said), said
+    assert (world / "base_model" / "model.safetensors").read_bytes() == damaged
+    said.clear()
+    rebuild_base_model(PRESETS["tiny"], log=said.append, install=True)
+    assert any("recomputing its pool signals" in m for m in said), said
+    assert (world / "base_model" / "model.safetensors").read_bytes() == (
+        tiny_world / "base_model" / "model.safetensors").read_bytes()
+    assert (world / "READY").exists() and (world / "pool" / "signals" / "loss.npy").exists()
+    assert not (world / "base_model.old").exists() and not (world / "base_model.new").exists()

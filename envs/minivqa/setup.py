@@ -183,8 +183,6 @@ def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print
     they differ)."""
     import shutil
 
-    from curbench_env.envs.minivqa.pipeline import MiniRecipe
-
     root = ensure_world(preset, log, secret)
     with build_lock(root.parent / f"{root.name}.lock"):
         # A view of the world with the rebuilt model in it: the loss signal is recomputed there.
@@ -192,36 +190,59 @@ def rebuild_base_model(preset: MiniVQAPreset, log: Callable[[str], None] = print
         if view.exists():
             shutil.rmtree(view)
         view.mkdir()
-        for part in ("pool", "hidden"):
-            (view / part).symlink_to(root / part, target_is_directory=True)
-        log("stage-1 alignment of the base model from its seed")
-        build_base_model(preset, view, log)
-        fresh = view / "base_model"
-        same = all((fresh / f).read_bytes() == (root / "base_model" / f).read_bytes()
-                   for f in shipped.SHIPPED_SHA256)
-        log(f"the rebuilt model is {'byte-identical to' if same else 'not identical to'} the world's model")
-        shipped_signal = shipped.SHIPPED_LOSS.get(loss_signal_key(root, MiniRecipe(device=preset.stage1.device)))
-        if shipped_signal:
-            log("recomputing the loss signal from the rebuilt model, to compare it with the shipped one")
-            loss = early_training_loss(*_encoded_pool(view, preset.stage1.device), log)
-            buf = io.BytesIO()
-            np.save(buf, loss)
-            recomputed = hashlib.sha256(buf.getvalue()).hexdigest()
-        report = shipped.compare(fresh) if preset.base_fingerprint() == shipped.SHIPPED_BASE else None
-        if report is not None and shipped_signal:
-            report["signals/loss.npy"] = recomputed == shipped_signal
-        if install:
-            shutil.rmtree(root / "base_model")
-            shutil.copytree(fresh, root / "base_model")
-            if not same:
-                log("installed the rebuilt model for this world: recomputing its pool signals")
-                compute_signals(root, preset.stage1.device, log)
-            else:
-                log("installed the rebuilt model for this world (the same bytes)")
+        try:
+            return _rebuild_in(view, root, preset, log, install)
+        finally:
+            for part in ("pool", "hidden"):
+                (view / part).unlink(missing_ok=True)
+
+
+def _rebuild_in(view: Path, root: Path, preset: MiniVQAPreset, log: Callable[[str], None],
+                install: bool) -> dict[str, bool] | None:
+    """:func:`rebuild_base_model` in ``view``, the world seen with the rebuilt model in it."""
+    import shutil
+
+    from curbench_env.envs.minivqa.pipeline import MiniRecipe
+
+    for part in ("pool", "hidden"):
+        (view / part).symlink_to(root / part, target_is_directory=True)
+    log("stage-1 alignment of the base model from its seed")
+    build_base_model(preset, view, log)
+    fresh = view / "base_model"
+    same = all((fresh / f).read_bytes() == (root / "base_model" / f).read_bytes()
+               for f in shipped.SHIPPED_SHA256)
+    log(f"the rebuilt model is {'byte-identical to' if same else 'not identical to'} the world's model")
+    shipped_signal = shipped.SHIPPED_LOSS.get(loss_signal_key(root, MiniRecipe(device=preset.stage1.device)))
+    if shipped_signal:
+        log("recomputing the loss signal from the rebuilt model, to compare it with the shipped one")
+        loss = early_training_loss(*_encoded_pool(view, preset.stage1.device), log)
+        buf = io.BytesIO()
+        np.save(buf, loss)
+        recomputed = hashlib.sha256(buf.getvalue()).hexdigest()
+    report = shipped.compare(fresh) if preset.base_fingerprint() == shipped.SHIPPED_BASE else None
+    if report is not None and shipped_signal:
+        report["signals/loss.npy"] = recomputed == shipped_signal
+    if install:  # copied beside, then swapped: an interrupted install leaves the world's model whole
+        ready = (root / "READY").read_text()
+        if not same:  # until its signals are recomputed, the world is not ready (ensure_world would finish it)
+            (root / "READY").unlink()
+            (root / "pool" / "signals" / "loss.npy").unlink(missing_ok=True)
+        new, old = root / "base_model.new", root / "base_model.old"
+        for d in (new, old):
+            if d.exists():
+                shutil.rmtree(d)
+        shutil.copytree(fresh, new)
+        (root / "base_model").rename(old)
+        new.rename(root / "base_model")
+        shutil.rmtree(old)
+        if not same:
+            log("installed the rebuilt model for this world: recomputing its pool signals")
+            compute_signals(root, preset.stage1.device, log)
+            (root / "READY").write_text(ready)
         else:
-            log(f"the rebuilt model is in {fresh}; the world keeps its own (install the rebuilt one with --install)")
-        for part in ("pool", "hidden"):
-            (view / part).unlink()
+            log("installed the rebuilt model for this world (the same bytes)")
+    else:
+        log(f"the rebuilt model is in {fresh}; the world keeps its own (install the rebuilt one with --install)")
     return report
 
 
