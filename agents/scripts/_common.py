@@ -91,15 +91,11 @@ def answer_words(rec):
     return sum(len(t["value"].split()) for t in rec["conversations"][1::2])
 
 
-def balanced(groups, ranked_ids, budget, within=None):
-    """Fill the budget round-robin over groups, each group in the given rank order; with ``within`` (id ->
-    subgroup), each group's turns go round-robin over its subgroups, so a source asked in many ways gets
-    no more of the budget than one asked in one way."""
+def balanced(groups, ranked_ids, budget):
+    """Fill the budget round-robin over groups, each group in the given rank order."""
     by = {}
     for i in ranked_ids:
         by.setdefault(groups[i], []).append(i)
-    if within is not None:
-        by = {g: balanced(within, ids, len(ids)) for g, ids in by.items()}
     out, queues = [], [list(reversed(v)) for v in by.values()]
     while len(out) < budget and any(queues):
         for q in queues:
